@@ -18,8 +18,11 @@ compute for each.
 
 from __future__ import annotations
 
+import os
+import platform
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from importlib import metadata
 from typing import Any
 
 from benchmarks.checker import ClaimedPlan, RoutingInstance
@@ -29,6 +32,25 @@ VROOM_EXPLORATION = 5
 
 VROOM_THREADS = 1
 """Threads VROOM uses by default: one, like the other solvers."""
+
+
+def environment() -> dict[str, Any]:
+    """Where the figures were measured: machine, Python and solver versions.
+
+    Versions of packages that are not installed are given as ``None``.
+    """
+    versions: dict[str, str | None] = {}
+    for package in ("ortools", "pyvrp", "pyvroom"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "versions": versions,
+    }
 
 
 def solve_pyvrp(

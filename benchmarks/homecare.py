@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from benchmarks.checker import ClaimedPlan, RoutingInstance, check_claim
+from benchmarks.compare import environment
+from benchmarks.compare import solve_vroom as solve_vroom_instance
 
 _T = TypeVar("_T")
 
@@ -485,10 +487,8 @@ def solve_vroom(
     day: HomecareDay, time_limit_s: float, seed: int, *, threads: int = 1
 ) -> ClaimedPlan:
     """Solve the day with VROOM: skills, windows, shifts and priorities."""
-    from benchmarks.compare import solve_vroom as vroom
-
     priorities = [VROOM_PRIORITY[v.priority] for v in day.visits]
-    return vroom(
+    return solve_vroom_instance(
         routing_instance(day),
         time_limit_s,
         seed,
@@ -630,6 +630,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "time_limit_s": args.time_limit,
             "seed": args.seed,
             "vroom_threads": args.vroom_threads,
+            "environment": environment(),
             "travel": {"speed_m_s": EBIKE_SPEED_M_S, "detour": DETOUR_FACTOR},
             "days": days,
             "results": [asdict(r) for r in results],

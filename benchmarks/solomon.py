@@ -39,6 +39,7 @@ from benchmarks.checker import ClaimedPlan, RoutingInstance, check_claim
 from benchmarks.compare import (
     VROOM_EXPLORATION,
     VROOM_THREADS,
+    environment,
     solve_pyvrp,
     solve_vroom,
 )
@@ -537,6 +538,7 @@ def _write_json(
         "vroom": {"exploration": VROOM_EXPLORATION, "threads": args.vroom_threads},
         "pyvrp": {"stop": "MaxRuntime"},
         "instances_dir": str(args.instances),
+        "environment": environment(),
         "summary": summary,
         "results": [asdict(r) for r in results],
     }

@@ -1,22 +1,38 @@
-"""The Solomon harness runs our solver end to end and the checker accepts it."""
+"""The Solomon command runs our solver end to end and the checker accepts it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from benchmarks.solomon import BestKnown, read_instance, run_one, solve_ours
+from benchmarks.solomon import main
 
 _DATA = Path(__file__).parent / "data"
 
 
-def test_c101_at_one_second_is_solved_feasibly() -> None:
-    """Our solver serves all 100 customers of C101 within the rules."""
-    instance = read_instance(_DATA / "C101.txt")
+def test_c101_at_one_second_is_solved_feasibly(tmp_path: Path) -> None:
+    """Our solver serves all 100 customers of C101 within the rules in 1 s."""
+    (tmp_path / "C101.txt").write_text((_DATA / "C101.txt").read_text())
+    (tmp_path / "bks.csv").write_text("instance,distance,routes\nC101,827.3,10\n")
+    out = tmp_path / "out.json"
 
-    result = run_one(instance, "ours", solve_ours, 1.0, 1, BestKnown(827.3, 10))
+    status = main(
+        [
+            "--instances",
+            str(tmp_path),
+            "--bks",
+            str(tmp_path / "bks.csv"),
+            "--time-limit",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
 
-    assert result.error is None
-    assert result.feasible, result.violations
-    assert result.served == 100
-    assert result.gap_pct is not None
-    assert result.gap_pct >= 0.0
+    [result] = json.loads(out.read_text())["results"]
+    assert status == 0
+    assert result["solver"] == "ours"
+    assert result["error"] is None
+    assert result["feasible"], result["violations"]
+    assert result["served"] == 100
+    assert result["gap_pct"] >= 0.0
