@@ -428,15 +428,34 @@ def routing_instance(day: HomecareDay) -> RoutingInstance:
     )
 
 
-def solve_ours(day: HomecareDay, time_limit_s: float, seed: int) -> ClaimedPlan:
+def solve_ours(
+    day: HomecareDay,
+    time_limit_s: float,
+    seed: int,
+    *,
+    not_preferred: int | None = None,
+) -> ClaimedPlan:
     """Solve the day with our solver and its default weights.
 
     Continuity of care is on: a visit whose elder prefers a caregiver costs
     the solver's ``not_preferred`` weight when someone else makes it.
+
+    Args:
+        day: The day.
+        time_limit_s: Budget of the solve in seconds.
+        seed: The solver's seed.
+        not_preferred: Continuity weight instead of the solver's default;
+            0 plans for travel alone, as VROOM does.
+
+    Returns:
+        The plan, one route per caregiver in the day's order.
     """
-    from solver import Caregiver, Priority, Problem, SolveOptions, Visit
+    from solver import Caregiver, Priority, Problem, SolveOptions, Visit, Weights
     from solver.solve import solve
 
+    weights = (
+        Weights() if not_preferred is None else Weights(not_preferred=not_preferred)
+    )
     problem = Problem(
         travel_s=day.travel_s,
         caregivers=tuple(
@@ -468,6 +487,7 @@ def solve_ours(day: HomecareDay, time_limit_s: float, seed: int) -> ClaimedPlan:
             )
             for v in day.visits
         ),
+        weights=weights,
     )
     plan = solve(problem, SolveOptions(time_limit_s=time_limit_s, seed=seed))
 
@@ -544,16 +564,33 @@ def evaluate(
 
 
 def run_day(
-    day: HomecareDay, solver: str, time_limit_s: float, seed: int, *, threads: int = 1
+    day: HomecareDay,
+    solver: str,
+    time_limit_s: float,
+    seed: int,
+    *,
+    threads: int = 1,
+    not_preferred: int | None = None,
 ) -> DayResult:
     """Solve one day with one solver, timed, and evaluate the plan.
 
     A solver that raises is recorded as a failed, infeasible run.
+
+    Args:
+        day: The day.
+        solver: ``ours`` or ``vroom``.
+        time_limit_s: Budget in seconds.
+        seed: Seed of the solver (VROOM has none).
+        threads: Threads VROOM may use.
+        not_preferred: Our continuity weight; ``None`` keeps the default.
+
+    Returns:
+        The checked figures of the plan.
     """
     started = time.perf_counter()
     try:
         if solver == "ours":
-            claim = solve_ours(day, time_limit_s, seed)
+            claim = solve_ours(day, time_limit_s, seed, not_preferred=not_preferred)
         elif solver == "vroom":
             claim = solve_vroom(day, time_limit_s, seed, threads=threads)
         else:
@@ -598,6 +635,13 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--vroom-threads", type=int, default=1, help="threads VROOM may use"
     )
+    parser.add_argument(
+        "--continuity-weight",
+        type=int,
+        help="our cost of a visit made by a non-preferred caregiver (default: "
+        "the solver's); 0 plans for travel alone",
+    )
+    parser.add_argument("--plot", type=Path, help="write a figure (PNG)")
     return parser.parse_args(argv)
 
 
@@ -619,7 +663,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             days.append(_describe(day))
             for solver in solvers:
                 result = run_day(
-                    day, solver, args.time_limit, seed, threads=args.vroom_threads
+                    day,
+                    solver,
+                    args.time_limit,
+                    seed,
+                    threads=args.vroom_threads,
+                    not_preferred=args.continuity_weight,
                 )
                 results.append(result)
                 print(_format_row(result), flush=True)
@@ -630,6 +679,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "time_limit_s": args.time_limit,
             "seed": args.seed,
             "vroom_threads": args.vroom_threads,
+            "continuity_weight": args.continuity_weight,
             "environment": environment(),
             "travel": {"speed_m_s": EBIKE_SPEED_M_S, "detour": DETOUR_FACTOR},
             "days": days,
@@ -637,6 +687,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=1) + "\n")
+    if args.plot:
+        from benchmarks.plot import plot_homecare
+
+        plot_homecare(results, args.plot, title=f"home-care days, {args.time_limit} s")
     return 0 if all(r.feasible for r in results) else 1
 
 

@@ -8,7 +8,7 @@ the benchmarks nor the type check need it when no figure is drawn.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,6 +101,91 @@ def plot_gaps(results: Sequence[GapResult], path: Path, *, title: str) -> None:
     axes.set_title(title)
     axes.grid(axis="y", alpha=0.3)
     axes.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+class DayFigures(Protocol):
+    """What a home-care figure needs of one run."""
+
+    @property
+    def day(self) -> str:
+        """Day name."""
+
+    @property
+    def solver(self) -> str:
+        """Solver name."""
+
+    @property
+    def visits(self) -> int:
+        """Visits in the day."""
+
+    @property
+    def served(self) -> int:
+        """Visits served."""
+
+    @property
+    def travel_h(self) -> float:
+        """Total travel in hours."""
+
+    @property
+    def continuity_pct(self) -> float | None:
+        """Share of preferring elders served by their caregiver, percent."""
+
+    @property
+    def feasible(self) -> bool:
+        """Whether the checker accepted the plan."""
+
+
+def plot_homecare(results: Sequence[DayFigures], path: Path, *, title: str) -> None:
+    """Draw served visits, travel per served visit and continuity per day.
+
+    One group of bars per day, one bar per solver; infeasible plans are
+    hatched so that they never pass for good ones.
+
+    Args:
+        results: Runs of one or more solvers over the same days.
+        path: PNG file to write; its directory is created.
+        title: Figure title (the budget, typically).
+    """
+    plt = _pyplot()
+    days = list(dict.fromkeys(r.day for r in results))
+    solvers = list(dict.fromkeys(r.solver for r in results))
+    width = 0.8 / max(1, len(solvers))
+    panels: list[tuple[str, Callable[[DayFigures], float]]] = [
+        ("served visits (%)", lambda r: 100.0 * r.served / max(1, r.visits)),
+        ("travel per served visit (min)", lambda r: 60 * r.travel_h / max(1, r.served)),
+        ("continuity of care (%)", lambda r: r.continuity_pct or 0.0),
+    ]
+
+    figure, axes_row = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
+    for axes, (label, measure) in zip(axes_row, panels, strict=True):
+        for n, solver in enumerate(solvers):
+            colour, _ = SOLVER_STYLE.get(solver, ("tab:gray", "d"))
+            for d, day in enumerate(days):
+                runs = [r for r in results if r.solver == solver and r.day == day]
+                if not runs:
+                    continue
+                axes.bar(
+                    d + n * width,
+                    measure(runs[0]),
+                    width,
+                    color=colour,
+                    hatch=None if runs[0].feasible else "xx",
+                    label=solver if d == 0 else None,
+                )
+        axes.set_xticks(
+            [d + width * (len(solvers) - 1) / 2 for d in range(len(days))],
+            days,
+            rotation=30,
+            fontsize=8,
+        )
+        axes.set_title(label, fontsize=10)
+        axes.grid(axis="y", alpha=0.3)
+    axes_row[0].legend(fontsize=8)
+    figure.suptitle(title)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -266,13 +266,16 @@ def solve_ours(
 ) -> ClaimedPlan:
     """Solve with our solver: caregivers on the depot's shift, distance as time.
 
-    Every visit gets the same large left-out penalty, far above any route's
-    length, so leaving one out is a last resort the checker will report.
+    Every visit gets the same left-out penalty: the solver's default for a
+    routine visit, or ten times the longest arc if that is more, so that
+    serving a visit always beats leaving it out when it fits anywhere.
+    Leaving one out is a last resort, which the checker reports as missing.
     """
     from solver import Caregiver, Problem, SolveOptions, Visit, Weights
     from solver.solve import solve
 
-    left_out = 1000 * (1 + sum(max(row) for row in instance.travel))
+    longest_arc = max(max(row) for row in instance.travel)
+    left_out = max(Weights().left_out_routine, 10 * longest_arc)
     caregivers = tuple(
         Caregiver(
             caregiver_id=f"vehicle-{k}",
