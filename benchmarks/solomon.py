@@ -460,6 +460,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--compare", action="store_true", help="also run PyVRP and VROOM"
     )
+    parser.add_argument(
+        "--solvers",
+        default="",
+        help=f"comma-separated subset of {','.join(SOLVERS)} (overrides --compare)",
+    )
     parser.add_argument("--plot", type=Path, help="write a gap plot (PNG)")
     parser.add_argument(
         "--vroom-threads",
@@ -482,7 +487,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no instance files in {args.instances}", file=sys.stderr)
         return 2
     best = read_best_known(args.bks) if args.bks else {}
-    names = SOLVERS if args.compare else SOLVERS[:1]
+    names = [name.strip() for name in args.solvers.split(",") if name.strip()]
+    if not names:
+        names = list(SOLVERS if args.compare else SOLVERS[:1])
+    unknown = sorted(set(names) - set(SOLVERS))
+    if unknown:
+        print(f"unknown solvers {unknown}; choose from {SOLVERS}", file=sys.stderr)
+        return 2
     functions = solver_functions(names, vroom_threads=args.vroom_threads)
 
     results: list[RunResult] = []
