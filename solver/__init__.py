@@ -27,6 +27,8 @@ from solver.problem import (
     Weights,
     travel_matrix,
 )
+from solver.search import SearchStrategy
+from solver.solve import solve
 
 __all__ = [
     "Caregiver",
@@ -36,6 +38,7 @@ __all__ = [
     "Priority",
     "Problem",
     "Route",
+    "SearchStrategy",
     "SolveOptions",
     "SolveStats",
     "SolveStatus",
@@ -44,5 +47,6 @@ __all__ = [
     "UnassignedReason",
     "Visit",
     "Weights",
+    "solve",
     "travel_matrix",
 ]

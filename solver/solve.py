@@ -1,0 +1,132 @@
+"""The entry point: :func:`solve` a :class:`~solver.problem.Problem` into a plan.
+
+Steps: screen the visits (:mod:`solver.screening`), build the routing model
+(:mod:`solver.model`), find initial routes (the warm start, or our own
+construction), search (:mod:`solver.search`), then decode and explain
+(:mod:`solver.decode`). Large problems are split first
+(:mod:`solver.decompose`). One canonical log line per solve, at INFO.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from solver.decode import objective_terms, routes_from_sequences
+from solver.model import Model, build_model
+from solver.plan import Plan, SolveStats, SolveStatus, Unassigned
+from solver.problem import Problem, SolveOptions
+from solver.screening import Screening, left_out_reason, screen
+from solver.search import SearchStrategy, run_search
+
+logger = logging.getLogger(__name__)
+
+
+def _warm_routes(model: Model, options: SolveOptions) -> list[list[int]] | None:
+    if options.warm_start is None:
+        return None
+    index_map = model.index_map
+    routes: list[list[int]] = [[] for _ in range(index_map.num_vehicles)]
+    for route in options.warm_start.routes:
+        if not index_map.has_caregiver(route.caregiver_id):
+            continue
+        vehicle = index_map.vehicle_of_caregiver(route.caregiver_id)
+        routes[vehicle] = [
+            index_map.node_of_index(index_map.index_of_visit(v.visit_id))
+            for v in route.visits
+            if index_map.has_visit(v.visit_id)
+        ]
+    return routes
+
+
+def _assemble(
+    problem: Problem,
+    screening: Screening,
+    sequences: dict[str, list[str]],
+    stats_seed: tuple[SolveStatus, float, int, int],
+) -> Plan:
+    status, started, found, seed = stats_seed
+    routes = routes_from_sequences(problem, sequences)
+    served = {v for r in routes for v in r.visit_ids}
+    reason_of = {v.visit_id: reason for v, reason in screening.rejected}
+    allowed_of = dict(
+        zip((v.visit_id for v in screening.visits), screening.allowed, strict=True)
+    )
+    unassigned = []
+    for visit in problem.visits:
+        if visit.visit_id in served:
+            continue
+        reason = reason_of.get(visit.visit_id)
+        if reason is None:
+            reason = left_out_reason(problem, visit, allowed_of[visit.visit_id], routes)
+        unassigned.append(Unassigned(visit.visit_id, reason))
+    terms = objective_terms(problem, routes, unassigned)
+    stats = SolveStats(
+        status=status,
+        objective=terms.total,
+        terms=terms,
+        solve_time_s=time.monotonic() - started,
+        solutions_found=found,
+        seed=seed,
+    )
+    return Plan(routes, tuple(unassigned), stats)
+
+
+def solve(
+    problem: Problem,
+    options: SolveOptions,
+    strategy: SearchStrategy | None = None,
+) -> Plan:
+    """Plan the problem's visits within ``options.time_limit_s``.
+
+    Args:
+        problem: Caregivers, visits, travel matrix and weights.
+        options: Time limit, seed, solution limit and warm start.
+        strategy: Search knobs; the measured defaults when ``None``.
+
+    Returns:
+        The plan. Visits that cannot or should not be served are in
+        ``Plan.unassigned`` with a reason; a search that finds nothing
+        returns status ``no_solution`` with every screened-in visit
+        unassigned.
+    """
+    started = time.monotonic()
+    strategy = strategy or SearchStrategy()
+    screening = screen(problem)
+    if not screening.visits or not problem.caregivers:
+        return _assemble(
+            problem, screening, {}, (SolveStatus.EMPTY, started, 0, options.seed)
+        )
+
+    model = build_model(problem, screening.visits, screening.allowed)
+    remaining_s = max(0.01, options.time_limit_s - (time.monotonic() - started))
+    result = run_search(
+        model,
+        strategy,
+        remaining_s,
+        seed=options.seed,
+        max_iterations=options.solution_limit,
+        initial_routes=_warm_routes(model, options),
+    )
+    sequences: dict[str, list[str]] = {}
+    status = SolveStatus.NO_SOLUTION
+    if result.routes is not None:
+        status = SolveStatus.FEASIBLE
+        for vehicle, nodes in enumerate(result.routes):
+            caregiver_id = model.index_map.caregiver_of_vehicle(vehicle).caregiver_id
+            sequences[caregiver_id] = [screening.visits[n].visit_id for n in nodes]
+    plan = _assemble(
+        problem,
+        screening,
+        sequences,
+        (status, started, result.solutions_found, options.seed),
+    )
+    logger.info(
+        "solve done status=%s visits=%s unassigned=%s objective=%s elapsed_s=%.3f",
+        plan.stats.status,
+        len(problem.visits),
+        len(plan.unassigned),
+        plan.stats.objective,
+        plan.stats.solve_time_s,
+    )
+    return plan
