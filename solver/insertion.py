@@ -1,0 +1,272 @@
+"""Fast insertion: where one new visit fits best into the current plans.
+
+The dispatcher's fast path must place each new order in well under a
+millisecond, so this module never calls OR-Tools. :class:`InsertionIndex`
+takes the current routes once and precomputes, per route and position,
+when the caregiver is free at the earliest (forward pass) and the latest
+moment each visit may start without making any later visit or the shift end
+infeasible (backward pass). Checking one candidate position is then a few
+additions: the new visit fits between ``p`` and ``q`` when it can start in
+its window after ``p`` ends, and the caregiver still reaches ``q`` before
+``q``'s latest feasible start.
+
+Usage::
+
+    index = InsertionIndex(travel_s, routes)
+    result = index.rank(visit)
+    if result.insertions:
+        best = result.insertions[0]
+
+Each caregiver appears once in the answer: in ``insertions`` with its
+cheapest feasible position, or in ``rejections`` with the reason it cannot
+take the visit. Rejection reasons are checked in the order of
+:class:`RejectionReason`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from solver.problem import Caregiver, Visit, Weights
+
+
+class RejectionReason(StrEnum):
+    """Why a caregiver cannot take a new visit, in the order checked."""
+
+    PINNED_ELSEWHERE = "pinned_elsewhere"
+    BLOCKED = "blocked"
+    SKILLS = "skills"
+    MAX_VISITS = "max_visits"
+    CAPACITY = "capacity"
+    WINDOW_OR_SHIFT = "window_or_shift"
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentRoute:
+    """A caregiver's route as it stands: the planned visits, in order.
+
+    Attributes:
+        caregiver: The caregiver; ``start_location`` and ``shift_start_s``
+            are where and when the route continues (the live location and
+            now, during the day).
+        visits: The visits still to make, in order.
+    """
+
+    caregiver: Caregiver
+    visits: tuple[Visit, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Insertion:
+    """One caregiver's cheapest feasible place for the new visit.
+
+    Attributes:
+        caregiver_id: The caregiver.
+        position: Index in the caregiver's visits where the new visit goes
+            (0 puts it first).
+        arrival_s: When the caregiver would arrive at the elder's home.
+        start_s: When the visit would start.
+        added_travel_s: Extra travel the insertion causes.
+        lateness_s: Seconds past the window's latest start (soft lateness).
+        preferred: Whether the caregiver is one of the elder's preferred.
+        cost: Added cost with the weights: travel, lateness, continuity.
+    """
+
+    caregiver_id: str
+    position: int
+    arrival_s: int
+    start_s: int
+    added_travel_s: int
+    lateness_s: int
+    preferred: bool
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A caregiver that cannot take the new visit, and why."""
+
+    caregiver_id: str
+    reason: RejectionReason
+
+
+@dataclass(frozen=True, slots=True)
+class InsertionResult:
+    """Feasible insertions ranked cheapest first, and the rejections.
+
+    Attributes:
+        visit_id: The new visit.
+        insertions: One per caregiver who can take it, cheapest first
+            (ties: earlier start, then caregiver order).
+        rejections: One per caregiver who cannot, in caregiver order.
+    """
+
+    visit_id: str
+    insertions: tuple[Insertion, ...]
+    rejections: tuple[Rejection, ...]
+
+
+@dataclass(slots=True)
+class _Slack:
+    """Precomputed times of one route; index 0 is the start location."""
+
+    caregiver: Caregiver
+    locations: list[int]
+    free_s: list[int]
+    latest_start_s: list[int]
+    load: int
+    count: int
+
+
+def _slack(travel_s: Sequence[Sequence[int]], route: CurrentRoute) -> _Slack:
+    caregiver = route.caregiver
+    locations = [caregiver.start_location] + [v.location for v in route.visits]
+    free_s = [caregiver.shift_start_s]
+    for k, visit in enumerate(route.visits):
+        arrival_s = free_s[-1] + travel_s[locations[k]][visit.location]
+        free_s.append(max(arrival_s, visit.earliest_s) + visit.duration_s)
+
+    # latest_start_s[k + 1] is the latest start of visit k that keeps every
+    # later visit and the shift end feasible; the last entry is the shift end
+    # (the latest arrival at the end location).
+    latest = [0] * (len(route.visits) + 2)
+    latest[-1] = caregiver.shift_end_s
+    next_location = caregiver.end_location
+    for k in range(len(route.visits) - 1, -1, -1):
+        visit = route.visits[k]
+        leg_s = travel_s[visit.location][next_location]
+        latest[k + 1] = min(
+            visit.latest_with_lateness_s, latest[k + 2] - leg_s - visit.duration_s
+        )
+        next_location = visit.location
+    latest[0] = latest[1]
+    return _Slack(
+        caregiver,
+        locations,
+        free_s,
+        latest,
+        sum(v.demand for v in route.visits),
+        len(route.visits),
+    )
+
+
+class InsertionIndex:
+    """Current routes with precomputed slack, ready to place new visits.
+
+    Build once per plan change (cost: linear in the planned visits); call
+    :meth:`rank` for each new visit. The index does not change when a visit
+    is ranked; build a new one after the plan changes.
+
+    Args:
+        travel_s: Travel matrix in whole seconds, indexed by location.
+        routes: The current route of every caregiver who may take visits.
+        weights: Weights used to price insertions (travel, lateness and the
+            continuity cost); the solver's defaults when omitted.
+    """
+
+    def __init__(
+        self,
+        travel_s: Sequence[Sequence[int]],
+        routes: Sequence[CurrentRoute],
+        weights: Weights | None = None,
+    ) -> None:
+        self._travel_s = travel_s
+        self._weights = weights or Weights()
+        self._routes = [_slack(travel_s, route) for route in routes]
+
+    def rank(self, visit: Visit) -> InsertionResult:
+        """Rank every caregiver's cheapest feasible place for ``visit``.
+
+        Args:
+            visit: The new visit; its location indexes the travel matrix.
+
+        Returns:
+            Insertions cheapest first and rejections with reasons.
+        """
+        insertions: list[Insertion] = []
+        rejections: list[Rejection] = []
+        for route in self._routes:
+            reason = _refusal(route, visit)
+            found = None if reason else self._best_position(route, visit)
+            caregiver_id = route.caregiver.caregiver_id
+            if found is not None:
+                insertions.append(found)
+            else:
+                rejections.append(
+                    Rejection(caregiver_id, reason or RejectionReason.WINDOW_OR_SHIFT)
+                )
+        insertions.sort(key=lambda i: (i.cost, i.start_s))
+        return InsertionResult(visit.visit_id, tuple(insertions), tuple(rejections))
+
+    def _best_position(self, route: _Slack, visit: Visit) -> Insertion | None:
+        travel = self._travel_s
+        here = visit.location
+        from_here = travel[here]
+        earliest_s, latest_s = visit.earliest_s, visit.latest_with_lateness_s
+        duration_s = visit.duration_s
+        locations, free_s, latest_start = (
+            route.locations,
+            route.free_s,
+            route.latest_start_s,
+        )
+        end_location = route.caregiver.end_location
+        count = route.count
+
+        best: tuple[int, int, int, int] | None = None  # cost, k, arrival, added
+        for k in range(count + 1):
+            before = locations[k]
+            arrival_s = free_s[k] + travel[before][here]
+            if arrival_s > latest_s:
+                continue
+            start_s = arrival_s if arrival_s > earliest_s else earliest_s
+            after = locations[k + 1] if k < count else end_location
+            if start_s + duration_s + from_here[after] > latest_start[k + 1]:
+                continue
+            added_s = travel[before][here] + from_here[after] - travel[before][after]
+            lateness_s = start_s - visit.latest_s if start_s > visit.latest_s else 0
+            cost = (
+                self._weights.travel_per_s * added_s
+                + self._weights.lateness_per_s * lateness_s
+            )
+            if best is None or cost < best[0]:
+                best = (cost, k, arrival_s, added_s)
+        if best is None:
+            return None
+
+        cost, position, arrival_s, added_s = best
+        start_s = max(arrival_s, earliest_s)
+        caregiver_id = route.caregiver.caregiver_id
+        preferred = caregiver_id in visit.preferred_caregiver_ids
+        if visit.preferred_caregiver_ids and not preferred:
+            cost += self._weights.not_preferred
+        return Insertion(
+            caregiver_id,
+            position,
+            arrival_s,
+            start_s,
+            added_s,
+            max(0, start_s - visit.latest_s),
+            preferred,
+            cost,
+        )
+
+
+def _refusal(route: _Slack, visit: Visit) -> RejectionReason | None:
+    caregiver = route.caregiver
+    caregiver_id = caregiver.caregiver_id
+    if visit.pinned_caregiver_id not in (None, caregiver_id):
+        return RejectionReason.PINNED_ELSEWHERE
+    if caregiver_id in visit.blocked_caregiver_ids:
+        return RejectionReason.BLOCKED
+    if not visit.skills <= caregiver.skills:
+        return RejectionReason.SKILLS
+    if caregiver.max_visits is not None and route.count >= caregiver.max_visits:
+        return RejectionReason.MAX_VISITS
+    if (
+        caregiver.capacity is not None
+        and route.load + visit.demand > caregiver.capacity
+    ):
+        return RejectionReason.CAPACITY
+    return None
