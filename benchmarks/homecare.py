@@ -19,11 +19,12 @@ street        50          400     eight communities around one district seat
 district      200         1,600   thirty communities over the urban districts
 ============  ==========  ======  ===========================================
 
-Travel is great-circle distance times a road-detour factor at e-bike speed,
-in whole seconds. Every plan, ours or VROOM's, is checked by
-:mod:`benchmarks.checker` before any figure is reported: served visits (by
-priority), total travel, lateness, continuity of care (the share of visits
-with a preferred caregiver that this caregiver makes) and solve time.
+Travel comes from the solver's travel interface (:mod:`solver.travel`):
+great-circle distance times a road-detour factor at e-bike speed, in whole
+seconds. Every plan, ours or VROOM's, is checked by :mod:`benchmarks.checker`
+before any figure is reported: served visits (by priority), total travel,
+lateness, continuity of care (the share of visits with a preferred caregiver
+that this caregiver makes) and solve time.
 """
 
 from __future__ import annotations
@@ -389,24 +390,19 @@ def _jitter(
 def travel_matrix_s(
     points: Sequence[tuple[float, float]],
 ) -> tuple[tuple[int, ...], ...]:
-    """E-bike travel times between points, whole seconds.
+    """E-bike travel times between ``(longitude, latitude)`` points, seconds.
 
-    Great-circle (haversine) distance times :data:`DETOUR_FACTOR` at
-    :data:`EBIKE_SPEED_M_S`, rounded to the nearest second.
+    Uses the solver's own travel interface (great-circle distance times a
+    detour factor, at a speed), with this benchmark's detour and speed pinned
+    so that a change of the solver's defaults does not change the days.
     """
-    import numpy as np
+    from solver.travel import GreatCircleTravel, TravelMode
 
-    lon = np.radians(np.array([p[0] for p in points]))
-    lat = np.radians(np.array([p[1] for p in points]))
-    dlat = lat[:, None] - lat[None, :]
-    dlon = lon[:, None] - lon[None, :]
-    a = (
-        np.sin(dlat / 2) ** 2
-        + np.cos(lat)[:, None] * np.cos(lat)[None, :] * np.sin(dlon / 2) ** 2
+    source = GreatCircleTravel(
+        detour_factor=DETOUR_FACTOR,
+        speed_m_per_s={TravelMode.E_BIKE: EBIKE_SPEED_M_S},
     )
-    metres = 2 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
-    seconds = np.rint(metres * DETOUR_FACTOR / EBIKE_SPEED_M_S).astype(np.int64)
-    return tuple(tuple(int(s) for s in row) for row in seconds.tolist())
+    return source.matrix_s([(lat, lon) for lon, lat in points], TravelMode.E_BIKE)
 
 
 def routing_instance(day: HomecareDay) -> RoutingInstance:
