@@ -97,6 +97,9 @@ class RoutingInstance:
         caregiver_skills: Skills each caregiver holds; empty when unused.
         all_required: Whether every visit must be served (Solomon) or may be
             left out (home-care days, where left-out visits are reported).
+        visit_max_lateness: How far past its latest start each visit may
+            still start (soft lateness, counted but allowed); empty means
+            every window is hard.
     """
 
     name: str
@@ -114,6 +117,12 @@ class RoutingInstance:
     visit_skills: Sequence[frozenset[str]] = ()
     caregiver_skills: Sequence[frozenset[str]] = ()
     all_required: bool = True
+    visit_max_lateness: Sequence[int] = ()
+
+    def latest_allowed(self, visit: int) -> int:
+        """Latest start of ``visit`` that breaks no rule, lateness included."""
+        allowance = self.visit_max_lateness[visit] if self.visit_max_lateness else 0
+        return self.visit_latest[visit] + allowance
 
     @property
     def num_visits(self) -> int:
@@ -169,8 +178,10 @@ class CheckReport:
         distance: Total travel recomputed over all routes.
         routes_used: Number of non-empty routes.
         served: Number of distinct visits served.
-        lateness: Total start time past the window's latest start; always 0
-            for a feasible plan, since windows are hard.
+        lateness: Total start time past the windows' latest starts, at the
+            earliest schedule; only visits with a lateness allowance can be
+            late in a feasible plan.
+        late_visits: Number of visits that start past their latest start.
         timings: The recomputed schedule of each non-empty route.
         violations: Every broken rule; empty when the plan is feasible.
     """
@@ -180,6 +191,7 @@ class CheckReport:
     routes_used: int
     served: int
     lateness: int
+    late_visits: int = 0
     timings: tuple[RouteTiming, ...] = ()
     violations: tuple[Violation, ...] = field(default=())
 
@@ -221,6 +233,7 @@ def check_plan(
     used_caregivers: set[int] = set()
     total_travel = 0
     lateness = 0
+    late_visits = 0
 
     for route_index, (caregiver, visits) in enumerate(routes):
         if not visits:
@@ -271,6 +284,10 @@ def check_plan(
             )
         total_travel += timing.travel
         lateness += route_lateness
+        late_visits += sum(
+            start > instance.visit_latest[v]
+            for v, start in zip(known, timing.starts, strict=True)
+        )
 
     violations.extend(
         Violation(
@@ -302,6 +319,7 @@ def check_plan(
         routes_used=len(timings),
         served=len(seen),
         lateness=lateness,
+        late_visits=late_visits,
         timings=tuple(timings),
         violations=tuple(violations),
     )
@@ -341,13 +359,13 @@ def _time_route(
         leg = travel[location][instance.visit_location[v]]
         travelled += leg
         start = max(clock + leg, instance.visit_earliest[v])
-        if start > instance.visit_latest[v]:
-            lateness += start - instance.visit_latest[v]
+        lateness += max(0, start - instance.visit_latest[v])
+        if start > instance.latest_allowed(v):
             violations.append(
                 Violation(
                     ViolationKind.WINDOW,
-                    f"visit {v} starts at {start} after its latest start "
-                    f"{instance.visit_latest[v]}",
+                    f"visit {v} starts at {start} after its latest allowed "
+                    f"start {instance.latest_allowed(v)}",
                     caregiver=caregiver,
                     visit=v,
                 )
@@ -431,7 +449,7 @@ def _check_claimed_starts(
     ready = instance.shift_start[caregiver]
     for v, start in zip(visits, starts, strict=True):
         reachable = ready + instance.travel[location][instance.visit_location[v]]
-        earliest, latest = instance.visit_earliest[v], instance.visit_latest[v]
+        earliest, latest = instance.visit_earliest[v], instance.latest_allowed(v)
         if start < reachable or not earliest <= start <= latest:
             violations.append(
                 Violation(

@@ -36,7 +36,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -106,6 +106,14 @@ Mean service is about 43 minutes, so that eight visits with their travel
 fill most of a shift, as on a busy day.
 """
 
+LATENESS_ALLOWED_S = {"housekeeping": 1800, "bathing": 1800}
+"""Services that may start late, and by how much (soft lateness, in seconds).
+
+Everything else (medication, nursing, wound care, personal care) has a hard
+window. VROOM knows no soft windows, so it gets the widened window for free,
+while our solver pays for every late second: lateness is reported for both.
+"""
+
 URGENT_SHARE = 0.1
 """Share of visits that are urgent; the rest are routine."""
 
@@ -154,6 +162,7 @@ class DayVisit:
         skills: Skills needed.
         priority: ``routine`` or ``urgent``.
         preferred_caregiver_id: The elder's preferred caregiver, if any.
+        max_lateness_s: How far past ``latest_s`` the visit may start.
     """
 
     visit_id: str
@@ -166,6 +175,7 @@ class DayVisit:
     skills: frozenset[str]
     priority: str
     preferred_caregiver_id: str | None
+    max_lateness_s: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +213,8 @@ class DayResult:
         served_urgent: Urgent visits served.
         urgent: Urgent visits in the day.
         travel_h: Total travel in hours.
-        lateness_s: Total start past the latest start (0 when feasible).
+        lateness_s: Total start past the latest start, within allowances.
+        late_visits: Visits that start past their latest start.
         continuity_pct: Of the served visits whose elder prefers a caregiver,
             the share that caregiver makes, in percent.
         caregivers_used: Caregivers with at least one visit.
@@ -221,6 +232,7 @@ class DayResult:
     urgent: int
     travel_h: float
     lateness_s: int
+    late_visits: int
     continuity_pct: float | None
     caregivers_used: int
     wall_s: float
@@ -363,6 +375,7 @@ def _visit(
         skills=skills,
         priority="urgent" if urgent else "routine",
         preferred_caregiver_id=preferred_id,
+        max_lateness_s=0 if urgent else LATENESS_ALLOWED_S.get(service, 0),
     )
 
 
@@ -421,6 +434,7 @@ def routing_instance(day: HomecareDay) -> RoutingInstance:
         visit_skills=tuple(v.skills for v in day.visits),
         caregiver_skills=tuple(c.skills for c in day.caregivers),
         all_required=False,
+        visit_max_lateness=tuple(v.max_lateness_s for v in day.visits),
     )
 
 
@@ -479,6 +493,7 @@ def solve_ours(
                     if v.preferred_caregiver_id
                     else frozenset()
                 ),
+                max_lateness_s=v.max_lateness_s,
                 elder_id=v.elder_id,
             )
             for v in day.visits
@@ -502,10 +517,20 @@ def solve_ours(
 def solve_vroom(
     day: HomecareDay, time_limit_s: float, seed: int, *, threads: int = 1
 ) -> ClaimedPlan:
-    """Solve the day with VROOM: skills, windows, shifts and priorities."""
+    """Solve the day with VROOM: skills, windows, shifts and priorities.
+
+    A visit that may start late gets its window widened by the allowance,
+    since VROOM has only hard windows.
+    """
     priorities = [VROOM_PRIORITY[v.priority] for v in day.visits]
+    instance = routing_instance(day)
+    widened = replace(
+        instance,
+        visit_latest=tuple(instance.latest_allowed(v) for v in range(len(day.visits))),
+        visit_max_lateness=(),
+    )
     return solve_vroom_instance(
-        routing_instance(day),
+        widened,
         time_limit_s,
         seed,
         priorities=priorities,
@@ -549,6 +574,7 @@ def evaluate(
         urgent=len(urgent),
         travel_h=round(report.distance / 3600, 3),
         lateness_s=report.lateness,
+        late_visits=report.late_visits,
         continuity_pct=(
             round(100.0 * kept / len(with_preference), 2) if with_preference else None
         ),
@@ -601,6 +627,7 @@ def run_day(
             urgent=sum(v.priority != "routine" for v in day.visits),
             travel_h=0.0,
             lateness_s=0,
+            late_visits=0,
             continuity_pct=None,
             caregivers_used=0,
             wall_s=round(time.perf_counter() - started, 3),
@@ -700,6 +727,7 @@ def _describe(day: HomecareDay) -> dict[str, Any]:
         "locations": len(day.points),
         "urgent": sum(v.priority == "urgent" for v in day.visits),
         "with_preference": sum(bool(v.preferred_caregiver_id) for v in day.visits),
+        "may_be_late": sum(v.max_lateness_s > 0 for v in day.visits),
         "service_h": round(sum(v.duration_s for v in day.visits) / 3600, 2),
         "shift_h": round(
             sum(c.shift_end_s - c.shift_start_s for c in day.caregivers) / 3600, 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from benchmarks.checker import (
@@ -150,3 +152,26 @@ def test_skills_hold_only_with_every_needed_skill(
     )
 
     assert _kinds(instance, ClaimedPlan(routes=[[0]])) == expected
+
+
+def test_lateness_within_allowance_is_counted_not_refused() -> None:
+    """A visit 5 late with a 10 allowance is feasible and reports 5 of lateness."""
+    instance = replace(
+        _instance(latest=(100, 100, 35), capacity=12), visit_max_lateness=(0, 0, 10)
+    )
+
+    report = check_claim(instance, ClaimedPlan(routes=[[0, 1, 2], []]))
+
+    assert report.feasible, report.violations
+    assert (report.lateness, report.late_visits) == (5, 1)
+
+
+def test_lateness_beyond_allowance_is_refused() -> None:
+    """A visit 5 late with a 4 allowance breaks its window."""
+    instance = replace(
+        _instance(latest=(100, 100, 35), capacity=12), visit_max_lateness=(0, 0, 4)
+    )
+
+    report = check_claim(instance, ClaimedPlan(routes=[[0, 1, 2], []]))
+
+    assert [v.kind for v in report.violations] == [ViolationKind.WINDOW]

@@ -43,7 +43,7 @@ def test_district_size_is_200_caregivers_and_1600_visits() -> None:
 
 
 def test_visits_are_realistic() -> None:
-    """Windows are 1-4 h, durations 30-120 min, priorities routine or urgent."""
+    """Windows 1-4 h, durations 30-120 min, lateness only where a service allows."""
     day = generate_day("street", 3)
 
     for visit in day.visits:
@@ -51,6 +51,8 @@ def test_visits_are_realistic() -> None:
         assert 30 * 60 <= visit.duration_s <= 120 * 60
         assert visit.priority in {"routine", "urgent"}
         assert visit.skills
+        if visit.priority == "urgent" or visit.service not in {"housekeeping", "bathing"}:
+            assert visit.max_lateness_s == 0
     assert any(v.priority == "urgent" for v in day.visits)
     assert any(v.preferred_caregiver_id for v in day.visits)
 
