@@ -696,6 +696,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(result)
                 print(_format_row(result), flush=True)
 
+    comparison = compare_with_vroom(results)
+    for row in comparison:
+        print(f"vs vroom: {json.dumps(row)}")
     if args.json:
         payload = {
             "benchmark": "homecare",
@@ -707,6 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "travel": {"speed_m_s": EBIKE_SPEED_M_S, "detour": DETOUR_FACTOR},
             "days": days,
             "results": [asdict(r) for r in results],
+            "vs_vroom": comparison,
         }
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(payload, indent=1) + "\n")
@@ -715,6 +719,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         plot_homecare(results, args.plot, title=f"home-care days, {args.time_limit} s")
     return 0 if all(r.feasible for r in results) else 1
+
+
+def compare_with_vroom(results: Sequence[DayResult]) -> list[dict[str, Any]]:
+    """Per day, our plan against VROOM's: served visits and travel.
+
+    ``travel_pct`` is our travel over VROOM's minus one, in percent;
+    ``travel_per_visit_pct`` the same per served visit, fairer when the two
+    serve different numbers of visits.
+
+    Args:
+        results: Runs of ``ours`` and ``vroom`` over the same days.
+
+    Returns:
+        One entry per day that both solved feasibly.
+    """
+    by_key = {(r.day, r.solver): r for r in results}
+    rows: list[dict[str, Any]] = []
+    for day in dict.fromkeys(r.day for r in results):
+        ours, vroom = by_key.get((day, "ours")), by_key.get((day, "vroom"))
+        if ours is None or vroom is None or not (ours.feasible and vroom.feasible):
+            continue
+        per_visit_ours = ours.travel_h / max(1, ours.served)
+        per_visit_vroom = vroom.travel_h / max(1, vroom.served)
+        rows.append(
+            {
+                "day": day,
+                "served_delta": ours.served - vroom.served,
+                "travel_pct": _pct(ours.travel_h, vroom.travel_h),
+                "travel_per_visit_pct": _pct(per_visit_ours, per_visit_vroom),
+                "continuity_pct": [ours.continuity_pct, vroom.continuity_pct],
+                "wall_s": [ours.wall_s, vroom.wall_s],
+            }
+        )
+    return rows
+
+
+def _pct(ours: float, theirs: float) -> float | None:
+    return round(100.0 * (ours / theirs - 1.0), 2) if theirs else None
 
 
 def _describe(day: HomecareDay) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import pytest
 from benchmarks.checker import ClaimedPlan, check_claim
 from benchmarks.homecare import (
     SIZES,
+    DayResult,
+    compare_with_vroom,
     evaluate,
     generate_day,
     routing_instance,
@@ -95,3 +97,31 @@ def test_visit_given_to_an_unskilled_caregiver_is_refused() -> None:
     report = check_claim(routing_instance(day), ClaimedPlan(routes=routes))
 
     assert any(v.kind == "skill" for v in report.violations)
+
+
+def _result(solver: str, served: int, travel_h: float) -> DayResult:
+    return DayResult(
+        day="d",
+        solver=solver,
+        visits=10,
+        served=served,
+        served_urgent=0,
+        urgent=0,
+        travel_h=travel_h,
+        lateness_s=0,
+        late_visits=0,
+        continuity_pct=None,
+        caregivers_used=1,
+        wall_s=1.0,
+        feasible=True,
+        violations=(),
+    )
+
+
+def test_comparison_with_vroom_gives_served_delta_and_travel_ratio() -> None:
+    """Serving 10 in 2.2 h against 8 in 2.0 h is +2 visits and +10% travel."""
+    [row] = compare_with_vroom([_result("ours", 10, 2.2), _result("vroom", 8, 2.0)])
+
+    assert row["served_delta"] == 2
+    assert row["travel_pct"] == 10.0
+    assert row["travel_per_visit_pct"] == -12.0
