@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from importlib import metadata
@@ -49,8 +50,26 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "versions": versions,
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "solver_changes": _git("status", "--porcelain", "--", "solver"),
     }
+
+
+def _git(*args: str) -> str | None:
+    """One line of git output about the working tree, ``None`` outside git.
+
+    The commit and any uncommitted change under ``solver/`` tell which
+    solver the figures belong to.
+    """
+    try:
+        done = subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return " ".join(done.stdout.split())
 
 
 def solve_pyvrp(
