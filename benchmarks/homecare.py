@@ -511,7 +511,10 @@ def solve_ours(
         planned = route.visits if route is not None else ()
         routes.append([visit_index[v.visit_id] for v in planned])
         starts.append([v.start_s for v in planned])
-    return ClaimedPlan(routes=routes, distance=plan.travel_s, starts=starts)
+    # The plan counts the start-to-end trip of a caregiver with no visits;
+    # the checker, like VROOM, counts travel only on routes with visits.
+    travel_s = sum(route.travel_s for route in plan.routes if route.visits)
+    return ClaimedPlan(routes=routes, distance=travel_s, starts=starts)
 
 
 def solve_vroom(
