@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 __all__ = ["EmbeddedServers", "free_port"]
 
@@ -142,7 +142,7 @@ class EmbeddedServers:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us; we stop them in order
             preexec_fn=lambda: _die_with_parent(stop_signal),
-            user=user,
+            **_as(user),
         )
         self._children.append((name, process, stop_signal))
         return process
@@ -166,7 +166,7 @@ class EmbeddedServers:
                 ],
                 check=True,
                 capture_output=True,
-                user=user,
+                **_as(user),
             )
         port = free_port()
         process = self._spawn(
@@ -250,6 +250,17 @@ def _prepare_system_user(pgdata: Path) -> str:
     return _PG_SYSTEM_USER
 
 
+def _as(user: str | None) -> dict[str, Any]:
+    """Run a child as ``user`` with that user's group and no others.
+
+    Keeping root's group would make the group bits of root-owned folders
+    apply, and those are closed on a private temporary folder.
+    """
+    if user is None:
+        return {}
+    return {"user": user, "group": user, "extra_groups": []}
+
+
 def _wait_until(ready: object, process: subprocess.Popen[bytes], failure: str) -> None:
     assert callable(ready)
     deadline = time.monotonic() + _START_TIMEOUT_S
@@ -277,14 +288,14 @@ def _ensure_database(port: int, user: str | None) -> None:
         [*psql, "-tAc", f"select 1 from pg_database where datname = '{_DATABASE}'"],  # noqa: S608  # constant name
         check=True,
         capture_output=True,
-        user=user,
+        **_as(user),
     )
     if found.stdout.strip() != b"1":
         subprocess.run(  # noqa: S603
             [*psql, "-c", f"create database {_DATABASE}"],
             check=True,
             capture_output=True,
-            user=user,
+            **_as(user),
         )
 
 

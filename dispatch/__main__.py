@@ -1,0 +1,7 @@
+"""``python -m dispatch`` runs the ``homecare`` command."""
+
+import sys
+
+from dispatch.cli import main
+
+sys.exit(main())

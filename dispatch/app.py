@@ -1,0 +1,64 @@
+"""The aiohttp application: API, health checks and (later) realtime edge."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from dispatch import api
+from dispatch.http import AUTHENTICATOR, PUBLIC, Authenticator, allow, middlewares
+from dispatch.node import NODE, Node
+
+__all__ = ["build_app"]
+
+logger = logging.getLogger(__name__)
+
+_PROBE_TIMEOUT_S = 2.0
+_MAX_BODY_BYTES = 256 * 1024
+
+health = web.RouteTableDef()
+
+
+@health.get("/healthz")
+@allow(*PUBLIC)
+async def healthz(request: web.Request) -> web.Response:
+    """The process is up and serving."""
+    del request
+    return web.json_response({"status": "ok"})
+
+
+@health.get("/readyz")
+@allow(*PUBLIC)
+async def readyz(request: web.Request) -> web.Response:
+    """PostgreSQL and Redis both answer within two seconds."""
+    node = request.app[NODE]
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT_S):
+            await node.pool.fetchval("select 1")
+        checks["postgresql"] = "ok"
+    except Exception as exc:  # noqa: BLE001  # readiness reports any failure
+        checks["postgresql"] = type(exc).__name__
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT_S):
+            await node.redis.ping()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001  # readiness reports any failure
+        checks["redis"] = type(exc).__name__
+    ready = all(v == "ok" for v in checks.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not_ready", "checks": checks},
+        status=200 if ready else 503,
+    )
+
+
+def build_app(node: Node) -> web.Application:
+    """The application serving one node's HTTP and websocket endpoints."""
+    app = web.Application(middlewares=middlewares(), client_max_size=_MAX_BODY_BYTES)
+    app[NODE] = node
+    app[AUTHENTICATOR] = Authenticator(node.signer, node.clock)
+    app.add_routes(health)
+    app.add_routes(api.routes)
+    return app

@@ -1,0 +1,156 @@
+"""The ``homecare`` command.
+
+``homecare demo`` runs the service on the embedded default with a seeded
+demo city; ``homecare serve`` runs it on whatever the settings name;
+``homecare db migrate`` brings the schema up to date; ``homecare token``
+issues an access token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+
+import uvloop
+from aiohttp import web
+
+from db.migrate import migrate
+from db.pool import connect_pool
+from dispatch import logs
+from dispatch.app import build_app
+from dispatch.city import CHINA_TZ, CitySpec
+from dispatch.clock import WallClock
+from dispatch.domain import Actor, ActorRole
+from dispatch.errors import HomecareError
+from dispatch.node import backing_stores, open_node
+from dispatch.seeding import seed_city
+from dispatch.settings import Settings
+from dispatch.tokens import TokenSigner, load_secret
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+_DEMO_CITY = CitySpec(communities=12, elders=2_000, caregivers=120, vendors=12)
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+async def _serve(
+    settings: Settings,
+    database_url: str,
+    redis_url: str,
+    *,
+    duration_s: float | None,
+    city: CitySpec | None,
+) -> None:
+    async with open_node(settings, database_url, redis_url) as node:
+        if city is not None:
+            async with node.pool.acquire() as conn:
+                await seed_city(
+                    conn, city, node.clock.now().astimezone(CHINA_TZ).date()
+                )
+        runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        token = node.signer.issue(
+            Actor(ActorRole.OPERATOR, "demo-operator"),
+            node.clock.now(),
+            timedelta(hours=12),
+        )
+        _say(f"homecare: serving on http://{host}:{port}")
+        _say(f"homecare: operator token {token}")
+        # Everything loaded so far lives for the whole run: keep it out of
+        # the collector's generations so full collections stay short.
+        gc.collect()
+        gc.freeze()
+
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=duration_s)
+        _say("homecare: stopping")
+        await runner.cleanup()
+
+
+async def _migrate(database_url: str) -> list[int]:
+    pool = await connect_pool(database_url, size=1)
+    try:
+        async with pool.acquire() as conn:
+            return await migrate(conn)
+    finally:
+        await pool.close()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="homecare", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("demo", "run the service with a seeded demo city (embedded by default)"),
+        ("serve", "run the service"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument(
+            "--duration", type=float, default=None, help="stop after this many seconds"
+        )
+    db = commands.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["migrate"])
+    token = commands.add_parser("token", help="issue an access token")
+    token.add_argument(
+        "--role",
+        required=True,
+        choices=[r.value for r in ActorRole if r is not ActorRole.SYSTEM],
+    )
+    token.add_argument("--id", required=True, dest="actor_id")
+    token.add_argument("--ttl-hours", type=float, default=12.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``homecare`` command; returns the process exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except HomecareError as error:
+        _say(f"homecare: {error.message}")
+        return 2
+    logs.configure(settings.log_level, settings.log_format)
+
+    if args.command == "token":
+        signer = TokenSigner(load_secret(settings.token_secret, settings.data_dir))
+        actor = Actor(ActorRole(args.role), args.actor_id)
+        _say(signer.issue(actor, WallClock().now(), timedelta(hours=args.ttl_hours)))
+        return 0
+
+    with (
+        backing_stores(settings) as (database_url, redis_url),
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
+    ):
+        if args.command == "db":
+            applied = runner.run(_migrate(database_url))
+            _say(f"homecare: applied migrations {applied or 'none'}")
+        else:
+            runner.run(
+                _serve(
+                    settings,
+                    database_url,
+                    redis_url,
+                    duration_s=args.duration,
+                    city=_DEMO_CITY if args.command == "demo" else None,
+                )
+            )
+    return 0
