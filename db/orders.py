@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from db.outbox import CHANNEL as OUTBOX_CHANNEL
 from db.pool import Connection
 from dispatch import lifecycle
 from dispatch.clock import Clock
@@ -111,7 +112,7 @@ class OrderStore:
             order = await self._new_order(conn, request, actor)
             event = lifecycle.book(order)
             await _insert_order(conn, order)
-            await _insert_event(conn, event)
+            await _insert_event(conn, event, order, order)
             await conn.execute(
                 "insert into idempotency_key (scope, key, request_hash, order_id)"
                 " values ($1, $2, $3, $4)",
@@ -177,7 +178,7 @@ class OrderStore:
             payload=payload,
         )
         await _update_order(conn, changed)
-        await _insert_event(conn, event)
+        await _insert_event(conn, event, order, changed)
         await _record_offer(conn, order, changed, event)
         return changed, event
 
@@ -382,13 +383,22 @@ async def _update_order(conn: Connection, order: Order) -> None:
     )
 
 
-async def _insert_event(conn: Connection, event: OrderEvent) -> None:
+async def _insert_event(
+    conn: Connection, event: OrderEvent, before: Order, after: Order
+) -> None:
+    """Append the event with its routing facts; wake outbox readers at commit."""
+    providers = {
+        before.offer_provider_id,
+        before.provider_id,
+        after.offer_provider_id,
+        after.provider_id,
+    } - {None}
     await conn.execute(
         """
         insert into order_event (
             order_id, seq, trigger, from_status, to_status, actor_role, actor_id,
-            at, reason, payload
-        ) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            at, reason, payload, region_id, provider_ids
+        ) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
         """,
         uuid.UUID(event.order_id),
         event.seq,
@@ -400,7 +410,10 @@ async def _insert_event(conn: Connection, event: OrderEvent) -> None:
         event.at,
         event.reason,
         dict(event.payload),
+        after.region_id,
+        sorted(p for p in providers if p),
     )
+    await conn.execute("select pg_notify($1, '')", OUTBOX_CHANNEL)
 
 
 async def _record_offer(
