@@ -118,15 +118,21 @@ class _Slack:
     latest_start_s: list[int]
     load: int
     count: int
+    feasible_prefix: int
+    feasible_suffix: int
 
 
 def _slack(travel_s: Sequence[Sequence[int]], route: CurrentRoute) -> _Slack:
     caregiver = route.caregiver
     locations = [caregiver.start_location] + [v.location for v in route.visits]
     free_s = [caregiver.shift_start_s]
+    feasible_prefix = len(route.visits)
     for k, visit in enumerate(route.visits):
         arrival_s = free_s[-1] + travel_s[locations[k]][visit.location]
-        free_s.append(max(arrival_s, visit.earliest_s) + visit.duration_s)
+        start_s = max(arrival_s, visit.earliest_s)
+        if start_s > visit.latest_with_lateness_s:
+            feasible_prefix = min(feasible_prefix, k)
+        free_s.append(start_s + visit.duration_s)
 
     # latest_start_s[k + 1] is the latest start of visit k that keeps every
     # later visit and the shift end feasible; the last entry is the shift end
@@ -142,6 +148,10 @@ def _slack(travel_s: Sequence[Sequence[int]], route: CurrentRoute) -> _Slack:
         )
         next_location = visit.location
     latest[0] = latest[1]
+    feasible_suffix = 0
+    for k, visit in enumerate(route.visits):
+        if visit.earliest_s > latest[k + 1]:
+            feasible_suffix = k + 1
     return _Slack(
         caregiver,
         locations,
@@ -149,6 +159,8 @@ def _slack(travel_s: Sequence[Sequence[int]], route: CurrentRoute) -> _Slack:
         latest,
         sum(v.demand for v in route.visits),
         len(route.visits),
+        feasible_prefix,
+        feasible_suffix,
     )
 
 
@@ -156,8 +168,8 @@ class InsertionIndex:
     """Current routes with precomputed slack, ready to place new visits.
 
     Build once per plan change (cost: linear in the planned visits); call
-    :meth:`rank` for each new visit. The index does not change when a visit
-    is ranked; build a new one after the plan changes.
+    :meth:`rank` for each new visit. Ranking changes nothing; :meth:`apply`
+    commits an insertion and refreshes only the route it changes.
 
     Args:
         travel_s: Travel matrix in whole seconds, indexed by location.
@@ -174,7 +186,30 @@ class InsertionIndex:
     ) -> None:
         self._travel_s = travel_s
         self._weights = weights or Weights()
+        self._current = list(routes)
         self._routes = [_slack(travel_s, route) for route in routes]
+
+    @property
+    def routes(self) -> tuple[CurrentRoute, ...]:
+        """The routes as they stand, with every applied insertion."""
+        return tuple(self._current)
+
+    def apply(self, insertion: Insertion, visit: Visit) -> None:
+        """Put ``visit`` where ``insertion`` says and update that route's slack.
+
+        Args:
+            insertion: An insertion returned by :meth:`rank` for ``visit``
+                since the last change of the same caregiver's route.
+            visit: The visit ranked.
+        """
+        for k, route in enumerate(self._current):
+            if route.caregiver.caregiver_id == insertion.caregiver_id:
+                visits = list(route.visits)
+                visits.insert(insertion.position, visit)
+                self._current[k] = CurrentRoute(route.caregiver, tuple(visits))
+                self._routes[k] = _slack(self._travel_s, self._current[k])
+                return
+        raise KeyError(insertion.caregiver_id)
 
     def rank(self, visit: Visit) -> InsertionResult:
         """Rank every caregiver's cheapest feasible place for ``visit``.
@@ -215,7 +250,10 @@ class InsertionIndex:
         count = route.count
 
         best: tuple[int, int, int, int] | None = None  # cost, k, arrival, added
-        for k in range(count + 1):
+        # Where the route is infeasible already (a visit before the position
+        # starts too late, or one after it cannot start in time whatever
+        # happens before), an insertion cannot make it feasible.
+        for k in range(route.feasible_suffix, route.feasible_prefix + 1):
             before = locations[k]
             arrival_s = free_s[k] + travel[before][here]
             if arrival_s > latest_s:

@@ -33,11 +33,13 @@ class Model:
         routing: The OR-Tools routing model.
         index_map: Conversions between routing indices and our ids.
         travel_rows: Travel seconds between nodes (visits, then depots).
+        problem: The problem the model was built from.
     """
 
     routing: pywrapcp.RoutingModel
     index_map: IndexMap
     travel_rows: list[list[int]]
+    problem: Problem
 
 
 def horizon_s(problem: Problem) -> int:
@@ -113,9 +115,11 @@ def add_allowed_caregivers(
         if len(caregiver_ids) == everyone:
             continue
         vehicles = [index_map.vehicle_of_caregiver(c) for c in caregiver_ids]
-        model.routing.SetAllowedVehiclesForIndex(
-            vehicles, index_map.index_of_node(node)
-        )
+        # SetAllowedVehiclesForIndex rejects every Python sequence in the
+        # OR-Tools 9.15 bindings; restricting the vehicle variable is the
+        # same rule (-1 keeps the visit free to be left out).
+        index = index_map.index_of_node(node)
+        model.routing.VehicleVar(index).SetValues([-1, *vehicles])
 
 
 def add_max_visits(model: Model, problem: Problem) -> None:
@@ -171,7 +175,9 @@ def add_continuity(model: Model, problem: Problem) -> None:
 
     A visit that names preferred caregivers costs ``not_preferred`` when
     served by anyone else. The cost is a per-caregiver count dimension
-    (1 for each such visit served) whose span is priced.
+    (1 for each such visit served) whose value at the route's end is priced
+    by a soft upper bound of 0. (Pricing its span instead left OR-Tools 9.15
+    unable to read routes back after a search.)
     """
     weight = problem.weights.not_preferred
     index_map = model.index_map
@@ -192,7 +198,9 @@ def add_continuity(model: Model, problem: Problem) -> None:
         per_vehicle, 0, limit, True, CONTINUITY
     )
     dimension = model.routing.GetDimensionOrDie(CONTINUITY)
-    dimension.SetSpanCostCoefficientForAllVehicles(weight)
+    for vehicle in range(index_map.num_vehicles):
+        end = model.routing.End(vehicle)
+        dimension.SetCumulVarSoftUpperBound(end, 0, weight)
 
 
 def _not_preferred(visit: Visit, caregiver_id: str) -> bool:
@@ -238,7 +246,9 @@ def build_model(
     """
     index_map = IndexMap(problem, visits)
     routing = pywrapcp.RoutingModel(index_map.manager)
-    model = Model(routing, index_map, index_map.node_travel_rows(problem.travel_s))
+    model = Model(
+        routing, index_map, index_map.node_travel_rows(problem.travel_s), problem
+    )
     add_travel_cost(model, problem)
     add_time_windows(model, problem)
     add_lateness(model, problem)

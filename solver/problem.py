@@ -263,6 +263,7 @@ class SolveOptions:
         decompose_above_visits: Problems with more visits than this are split
             into clusters solved one after another (see
             :mod:`solver.decompose`); 0 never splits.
+        part_visits: Target number of visits per part when splitting.
     """
 
     time_limit_s: float
@@ -270,9 +271,12 @@ class SolveOptions:
     solution_limit: int | None = None
     warm_start: Plan | None = None
     decompose_above_visits: int = 400
+    part_visits: int = 200
 
     def __post_init__(self) -> None:
         if self.time_limit_s <= 0:
             raise ValueError("time_limit_s must be positive")
         if self.solution_limit is not None and self.solution_limit < 1:
             raise ValueError("solution_limit must be at least 1")
+        if self.part_visits < 1:
+            raise ValueError("part_visits must be at least 1")

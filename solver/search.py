@@ -31,6 +31,7 @@ from typing import Any
 
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
+from solver.insertion import CurrentRoute, InsertionIndex
 from solver.model import Model
 
 logger = logging.getLogger(__name__)
@@ -145,11 +146,13 @@ class _Ruin:
         width = strategy.ruin_neighbours
         self._near = [sorted(visits, key=rows[a].__getitem__)[:width] for a in visits]
 
-    def __call__(self, routes: Sequence[Sequence[int]]) -> list[list[int]]:
+    def __call__(
+        self, routes: Sequence[Sequence[int]]
+    ) -> tuple[list[list[int]], list[int]]:
         strategy, rnd = self._strategy, self._rnd
         route_of = {node: k for k, route in enumerate(routes) for node in route}
         if not route_of:
-            return [list(r) for r in routes]
+            return [list(r) for r in routes], []
         seed = rnd.choice(sorted(route_of))
         target = rnd.randint(strategy.ruin_min_visits, strategy.ruin_max_visits)
         removed: set[int] = set()
@@ -166,7 +169,37 @@ class _Ruin:
             at = route.index(node) - rnd.randrange(length)
             first = max(0, min(at, len(route) - length))
             removed.update(route[first : first + length])
-        return [[n for n in route if n not in removed] for route in routes]
+        ruined = [[n for n in route if n not in removed] for route in routes]
+        return ruined, sorted(removed)
+
+
+class _Recreate:
+    """Greedy insertion of the ruined visits, cheapest feasible place first."""
+
+    def __init__(self, model: Model, rnd: random.Random):
+        self._model = model
+        self._rnd = rnd
+
+    def __call__(
+        self, ruined: Sequence[Sequence[int]], removed: Sequence[int]
+    ) -> list[list[int]]:
+        index_map, problem = self._model.index_map, self._model.problem
+        visits = index_map.visits
+        routes = [
+            CurrentRoute(c, tuple(visits[n] for n in ruined[k]))
+            for k, c in enumerate(index_map.caregivers)
+        ]
+        index = InsertionIndex(problem.travel_s, routes, problem.weights)
+        order = list(removed)
+        self._rnd.shuffle(order)
+        if self._rnd.random() < 0.5:
+            order.sort(key=lambda n: visits[n].latest_s)
+        for node in order:
+            ranked = index.rank(visits[node]).insertions
+            if ranked:
+                index.apply(ranked[0], visits[node])
+        node_of = {v.visit_id: n for n, v in enumerate(visits)}
+        return [[node_of[v.visit_id] for v in r.visits] for r in index.routes]
 
 
 def _descend(
@@ -225,13 +258,15 @@ def run_search(
     current_cost = best_cost = int(solution.ObjectiveValue())
     rnd = random.Random(seed)
     ruin = _Ruin(model, strategy, rnd)
+    recreate = _Recreate(model, rnd)
     served = max(1, sum(len(r) for r in best))
     temperature_start = max(1.0, strategy.temperature_start * best_cost / served)
     found, iterations = 1, 0
     while left_s() > 0 and (max_iterations is None or iterations < max_iterations):
         iterations += 1
         params = search_parameters(strategy, left_s())
-        solution = _descend(model, params, ruin(current))
+        ruined, removed = ruin(current)
+        solution = _descend(model, params, recreate(ruined, removed))
         if solution is None:
             continue
         cost = int(solution.ObjectiveValue())

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 
 from solver.decode import objective_terms, routes_from_sequences
+from solver.decompose import solve_in_parts
 from solver.model import Model, build_model
 from solver.plan import Plan, SolveStats, SolveStatus, Unassigned
 from solver.problem import Problem, SolveOptions
@@ -72,6 +74,26 @@ def _assemble(
     return Plan(routes, tuple(unassigned), stats)
 
 
+def _solve_in_parts(
+    problem: Problem,
+    options: SolveOptions,
+    strategy: SearchStrategy,
+    screening: Screening,
+    started: float,
+) -> Plan:
+    def solve_part(part: Problem, part_options: SolveOptions) -> Plan:
+        return solve(part, part_options, strategy)
+
+    sequences, found, parts = solve_in_parts(
+        problem, options, solve_part, options.part_visits
+    )
+    stats_seed = (SolveStatus.FEASIBLE, started, found, options.seed)
+    plan = _assemble(problem, screening, sequences, stats_seed)
+    plan = replace(plan, stats=replace(plan.stats, parts=parts))
+    _log(problem, plan)
+    return plan
+
+
 def solve(
     problem: Problem,
     options: SolveOptions,
@@ -98,6 +120,10 @@ def solve(
             problem, screening, {}, (SolveStatus.EMPTY, started, 0, options.seed)
         )
 
+    threshold = options.decompose_above_visits
+    if 0 < threshold < len(screening.visits) and len(problem.caregivers) > 1:
+        return _solve_in_parts(problem, options, strategy, screening, started)
+
     model = build_model(problem, screening.visits, screening.allowed)
     remaining_s = max(0.01, options.time_limit_s - (time.monotonic() - started))
     result = run_search(
@@ -121,12 +147,18 @@ def solve(
         sequences,
         (status, started, result.solutions_found, options.seed),
     )
+    _log(problem, plan)
+    return plan
+
+
+def _log(problem: Problem, plan: Plan) -> None:
     logger.info(
-        "solve done status=%s visits=%s unassigned=%s objective=%s elapsed_s=%.3f",
+        "solve done status=%s visits=%s unassigned=%s objective=%s parts=%s "
+        "elapsed_s=%.3f",
         plan.stats.status,
         len(problem.visits),
         len(plan.unassigned),
         plan.stats.objective,
+        plan.stats.parts,
         plan.stats.solve_time_s,
     )
-    return plan
