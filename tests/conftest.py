@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from redis.asyncio import Redis
 
 from db.directory import upsert_services
 from db.embedded import EmbeddedServers
@@ -94,6 +95,20 @@ async def clean(pool: asyncpg.Pool) -> asyncpg.Pool:
         'truncate "order", order_event, offer, idempotency_key, audit_log cascade'
     )
     return pool
+
+
+@pytest.fixture(scope="session")
+async def redis(backing: Backing) -> AsyncIterator[Redis]:
+    """A client of the session's Redis."""
+    client: Redis = Redis.from_url(backing.redis_url, socket_timeout=5)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A Redis key prefix of this test alone (the Redis may be shared)."""
+    return f"test:{secrets.token_hex(4)}:"
 
 
 @pytest.fixture
