@@ -25,6 +25,13 @@ seconds. Every plan, ours or VROOM's, is checked by :mod:`benchmarks.checker`
 before any figure is reported: served visits (by priority), total travel,
 lateness, continuity of care (the share of visits with a preferred caregiver
 that this caregiver makes) and solve time.
+
+Limitation: VROOM knows neither continuity of care nor soft lateness. It
+plans for travel alone, inside windows widened by the lateness allowance,
+so its travel is a bound ours pays continuity to miss; ``--continuity-weight
+0`` compares travel on equal terms. The days are synthetic: travel is
+great-circle, and the mix of services, skills and shifts is our assumption
+of a busy day, not data.
 """
 
 from __future__ import annotations

@@ -184,7 +184,7 @@ def plot_homecare(results: Sequence[DayFigures], path: Path, *, title: str) -> N
         )
         axes.set_title(label, fontsize=10)
         axes.grid(axis="y", alpha=0.3)
-    axes_row[0].legend(fontsize=8)
+    axes_row[0].legend(fontsize=8, loc="lower left")
     figure.suptitle(title)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
