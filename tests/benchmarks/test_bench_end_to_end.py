@@ -1,10 +1,11 @@
-"""The Solomon command runs our solver end to end and the checker accepts it."""
+"""Both benchmark commands run our solver end to end; the checker accepts it."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from benchmarks.homecare import main as homecare_main
 from benchmarks.solomon import main
 
 _DATA = Path(__file__).parent / "data"
@@ -36,3 +37,20 @@ def test_c101_at_one_second_is_solved_feasibly(tmp_path: Path) -> None:
     assert result["feasible"], result["violations"]
     assert result["served"] == 100
     assert result["gap_pct"] >= 0.0
+
+
+def test_homecare_command_writes_checked_community_results(tmp_path: Path) -> None:
+    """A community day at 1 s comes back feasible, with its figures in JSON."""
+    out = tmp_path / "homecare.json"
+
+    status = homecare_main(
+        ["--size", "community", "--time-limit", "1", "--seed", "3", "--json", str(out)]
+    )
+
+    payload = json.loads(out.read_text())
+    [result] = payload["results"]
+    assert status == 0
+    assert result["feasible"], result["violations"]
+    assert result["visits"] == 60
+    assert 0 < result["served"] <= 60
+    assert payload["days"][0]["caregivers"] == 10
