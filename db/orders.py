@@ -9,7 +9,8 @@ after that transaction has committed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -182,6 +183,20 @@ class OrderStore:
         await _record_offer(conn, order, changed, event)
         return changed, event
 
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        """A connection in a transaction, for several writes in one commit."""
+        return _in_transaction(self._pool)
+
+    async def get_on(
+        self, conn: Connection, order_id: str, *, lock: bool = False
+    ) -> Order:
+        """The order as seen inside the caller's transaction.
+
+        Raises:
+            NotFoundError: No such order.
+        """
+        return await _fetch_order(conn, _order_uuid(order_id), lock=lock)
+
     async def get(self, order_id: str) -> Order:
         """The order as last committed.
 
@@ -266,6 +281,12 @@ class OrderStore:
             notes=request.notes,
             skills=frozenset(service["skills"]),
         )
+
+
+@asynccontextmanager
+async def _in_transaction(pool: asyncpg.Pool) -> AsyncIterator[Connection]:
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn
 
 
 def _order_uuid(order_id: str) -> uuid.UUID:

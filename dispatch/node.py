@@ -18,11 +18,13 @@ from redis.asyncio import Redis
 
 from db.directory import upsert_services
 from db.embedded import EmbeddedServers
+from db.live import LiveState
 from db.migrate import migrate
 from db.orders import OrderStore
 from db.pool import connect_pool
 from dispatch.catalogue import SEED_SERVICES
 from dispatch.clock import Clock, WallClock
+from dispatch.commands import Commands
 from dispatch.settings import Settings
 from dispatch.tokens import TokenSigner, load_secret
 
@@ -42,6 +44,8 @@ class Node:
     pool: asyncpg.Pool
     redis: Redis
     orders: OrderStore
+    commands: Commands
+    live: LiveState
     signer: TokenSigner
 
 
@@ -82,14 +86,15 @@ async def open_node(
             await upsert_services(conn, SEED_SERVICES)
         await redis.ping()
         the_clock = clock or WallClock()
+        orders = OrderStore(pool, the_clock, max_notes_chars=settings.max_notes_chars)
         yield Node(
             settings=settings,
             clock=the_clock,
             pool=pool,
             redis=redis,
-            orders=OrderStore(
-                pool, the_clock, max_notes_chars=settings.max_notes_chars
-            ),
+            orders=orders,
+            commands=Commands(orders, checkin_radius_m=settings.checkin_radius_m),
+            live=LiveState(redis),
             signer=TokenSigner(load_secret(settings.token_secret, settings.data_dir)),
         )
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -186,7 +187,7 @@ def test_replay_rebuilds_the_order_through_its_whole_life() -> None:
     """Folding the events from the booking gives the same order."""
     order = _order()
     events = [book(order)]
-    steps = [
+    steps: list[tuple[Trigger, Actor, dict[str, Any], str]] = [
         (
             Trigger.OFFER,
             SYSTEM,
