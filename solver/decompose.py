@@ -140,7 +140,8 @@ def repair(
     """Insert left-out visits wherever they fit cheapest, in place.
 
     Visits are tried most important first (by left-out cost), each at the
-    cheapest feasible position among all caregivers.
+    cheapest feasible position among all caregivers, and only where that
+    position costs less than leaving the visit out.
     """
     visit_of = {v.visit_id: v for v in problem.visits}
     ordered = sorted(

@@ -13,10 +13,10 @@ Reasons, from the most to the least fundamental:
   for this elder (or the visit is pinned to one who cannot take it).
 - ``no_shift_covers_window``: no allowed caregiver can reach the elder's
   home inside the time window and still end the shift in time.
-- ``capacity``: caregivers could serve it alone, but their capacity or
-  maximum number of visits is used by visits that cost more to leave out.
-- ``left_out_for_cost``: serving it would cost more than its penalty, or
-  the search found no room for it within the time limit.
+- ``capacity``: caregivers could serve it alone, but their time, capacity
+  or maximum number of visits is taken by the visits of the plan.
+- ``left_out_for_cost``: it would still fit in the plan, but serving it
+  there would cost more than its penalty.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class SolveStatus(StrEnum):
     ``feasible``: a plan was found (the usual outcome; the time or solution
     limit ended the search). ``optimal``: the search proved the plan
     optimal (only tiny problems). ``no_solution``: the engine found nothing
-    within its limits; every visit is then unassigned. ``empty``: there was
+    within its limits; the plan is our greedy insertion alone. ``empty``: there was
     nothing to plan (no visits, or no caregivers).
     """
 

@@ -5,7 +5,7 @@ serve it (skills, blocked caregivers, pinning) and which of them could reach
 it inside its time window and still end the shift in time, serving it alone.
 A visit nobody can serve is left out of the model at once with the reason;
 the rest enter the model with their allowed caregivers. After the solve,
-:func:`left_out_reason` explains the visits the search left out.
+:func:`left_out_reason` explains the visits the plan leaves out.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from solver.plan import Route, UnassignedReason
+from solver.insertion import InsertionIndex
+from solver.plan import UnassignedReason
 from solver.problem import Caregiver, Problem, Visit
 
 
@@ -101,31 +102,18 @@ def screen(problem: Problem) -> Screening:
     return Screening(tuple(visits), tuple(allowed), tuple(rejected))
 
 
-def left_out_reason(
-    problem: Problem,
-    visit: Visit,
-    allowed: Sequence[str],
-    routes: Sequence[Route],
-) -> UnassignedReason:
+def left_out_reason(index: InsertionIndex, visit: Visit) -> UnassignedReason:
     """Why the search left out a visit that some caregiver could serve alone.
 
-    ``capacity`` when every allowed caregiver's route has no room left for
-    it (maximum visits reached or load full), ``left_out_for_cost`` otherwise.
+    ``left_out_for_cost`` when the visit still fits somewhere in the final
+    plan (serving it would cost more than its penalty), ``capacity`` when the
+    time, visit count or load of every allowed caregiver is taken by the
+    visits of the plan.
+
+    Args:
+        index: Insertion index over the final plan's routes.
+        visit: The visit left out.
     """
-    by_id = {c.caregiver_id: c for c in problem.caregivers}
-    demand_of = {v.visit_id: v.demand for v in problem.visits}
-    for route in routes:
-        if route.caregiver_id not in allowed:
-            continue
-        caregiver = by_id[route.caregiver_id]
-        visits_full = (
-            caregiver.max_visits is not None
-            and len(route.visits) >= caregiver.max_visits
-        )
-        load = sum(demand_of[v.visit_id] for v in route.visits)
-        load_full = (
-            caregiver.capacity is not None and load + visit.demand > caregiver.capacity
-        )
-        if not visits_full and not load_full:
-            return UnassignedReason.LEFT_OUT_FOR_COST
+    if index.rank(visit).insertions:
+        return UnassignedReason.LEFT_OUT_FOR_COST
     return UnassignedReason.CAPACITY

@@ -14,7 +14,8 @@ import time
 from dataclasses import replace
 
 from solver.decode import objective_terms, routes_from_sequences
-from solver.decompose import solve_in_parts
+from solver.decompose import repair, solve_in_parts
+from solver.insertion import CurrentRoute, InsertionIndex
 from solver.model import Model, build_model
 from solver.plan import Plan, SolveStats, SolveStatus, Unassigned
 from solver.problem import Problem, SolveOptions
@@ -48,19 +49,32 @@ def _assemble(
     stats_seed: tuple[SolveStatus, float, int, int],
 ) -> Plan:
     status, started, found, seed = stats_seed
+    visit_of = {v.visit_id: v for v in problem.visits}
+    served = {v for seq in sequences.values() for v in seq}
+    # A last greedy pass puts back whatever still fits for less than its
+    # penalty, most important first: an emergency the search missed is
+    # never left out while a capable caregiver can still take it.
+    repair(
+        problem,
+        sequences,
+        [v.visit_id for v in screening.visits if v.visit_id not in served],
+    )
     routes = routes_from_sequences(problem, sequences)
     served = {v for r in routes for v in r.visit_ids}
     reason_of = {v.visit_id: reason for v, reason in screening.rejected}
-    allowed_of = dict(
-        zip((v.visit_id for v in screening.visits), screening.allowed, strict=True)
+    index = InsertionIndex(
+        problem.travel_s,
+        [
+            CurrentRoute(c, tuple(visit_of[v] for v in r.visit_ids))
+            for c, r in zip(problem.caregivers, routes, strict=True)
+        ],
+        problem.weights,
     )
     unassigned = []
     for visit in problem.visits:
         if visit.visit_id in served:
             continue
-        reason = reason_of.get(visit.visit_id)
-        if reason is None:
-            reason = left_out_reason(problem, visit, allowed_of[visit.visit_id], routes)
+        reason = reason_of.get(visit.visit_id) or left_out_reason(index, visit)
         unassigned.append(Unassigned(visit.visit_id, reason))
     terms = objective_terms(problem, routes, unassigned)
     stats = SolveStats(
