@@ -11,6 +11,7 @@ from benchmarks.checker import (
     RoutingInstance,
     ViolationKind,
     check_claim,
+    check_plan,
 )
 
 # Depot 0 and three visits on a line, 10 apart; travel = |a - b| * 10.
@@ -175,3 +176,17 @@ def test_lateness_beyond_allowance_is_refused() -> None:
     report = check_claim(instance, ClaimedPlan(routes=[[0, 1, 2], []]))
 
     assert [v.kind for v in report.violations] == [ViolationKind.WINDOW]
+
+
+def test_caregiver_driving_two_routes_is_refused() -> None:
+    """One caregiver cannot drive two routes in one shift."""
+    report = check_plan(_instance(), [(0, [0, 1]), (0, [2])])
+
+    assert [v.kind for v in report.violations] == [ViolationKind.FLEET]
+
+
+def test_more_routes_than_caregivers_is_refused() -> None:
+    """A third route for a fleet of two is refused; its visit counts as missing."""
+    claim = ClaimedPlan(routes=[[0], [1], [2]])
+
+    assert _kinds(_instance(), claim) == {ViolationKind.UNKNOWN, ViolationKind.MISSING}
