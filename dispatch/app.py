@@ -11,7 +11,7 @@ from dispatch import api
 from dispatch.http import AUTHENTICATOR, PUBLIC, Authenticator, allow, middlewares
 from dispatch.node import NODE, Node
 
-__all__ = ["build_app"]
+__all__ = ["ROLES", "build_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +54,26 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
-def build_app(node: Node) -> web.Application:
-    """The application serving one node's HTTP and websocket endpoints."""
+#: Every role a node can run; see DESIGN.md section 9.
+ROLES = frozenset({"api", "gateway", "dispatcher"})
+
+
+def build_app(node: Node, roles: frozenset[str] = ROLES) -> web.Application:
+    """The application serving one node's roles.
+
+    ``api`` serves the HTTP API and console, ``gateway`` the websocket
+    endpoints, ``dispatcher`` runs the dispatch loops in the background.
+    Health checks are always served.
+
+    Raises:
+        ValueError: An unknown role is asked for.
+    """
+    if unknown := roles - ROLES:
+        raise ValueError(f"unknown roles {sorted(unknown)}")
     app = web.Application(middlewares=middlewares(), client_max_size=_MAX_BODY_BYTES)
     app[NODE] = node
     app[AUTHENTICATOR] = Authenticator(node.signer, node.clock)
     app.add_routes(health)
-    app.add_routes(api.routes)
+    if "api" in roles:
+        app.add_routes(api.routes)
     return app

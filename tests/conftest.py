@@ -15,18 +15,23 @@ import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
+from aiohttp import web
 from redis.asyncio import Redis
 
 from db.directory import upsert_services
 from db.embedded import EmbeddedServers
 from db.migrate import migrate
 from db.pool import connect_pool
+from dispatch.app import build_app
 from dispatch.catalogue import SEED_SERVICES
+from dispatch.domain import Actor, ActorRole
+from dispatch.node import Node, open_node
+from dispatch.settings import Settings
 from tests.fixtures import load_small_directory
 
 
@@ -109,6 +114,50 @@ async def redis(backing: Backing) -> AsyncIterator[Redis]:
 def key_prefix() -> str:
     """A Redis key prefix of this test alone (the Redis may be shared)."""
     return f"test:{secrets.token_hex(4)}:"
+
+
+def settings_for(backing: Backing) -> Settings:
+    """Service settings pointing at the session's servers."""
+    return Settings.from_env(
+        {
+            "HOMECARE_DATA_DIR": str(backing.data_dir),
+            "HOMECARE_DATABASE_URL": backing.database_url,
+            "HOMECARE_REDIS_URL": backing.redis_url,
+            "HOMECARE_TOKEN_SECRET": "test-secret-of-at-least-16-bytes",
+            "HOMECARE_DB_POOL_SIZE": "8",
+        }
+    )
+
+
+@pytest.fixture
+async def node(backing: Backing, clean: asyncpg.Pool) -> AsyncIterator[Node]:
+    """A whole node (stores, commands, live state) on a clean database."""
+    settings = settings_for(backing)
+    async with open_node(settings, backing.database_url, backing.redis_url) as node:
+        yield node
+
+
+@pytest.fixture
+async def server(node: Node) -> AsyncIterator[str]:
+    """The node's HTTP application on a free loopback port; yields its URL.
+
+    Only the API role runs here; tests that need the realtime edge or the
+    dispatcher build their own app with those roles.
+    """
+    runner = web.AppRunner(build_app(node, roles=frozenset({"api"})))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}"
+    await runner.cleanup()
+
+
+def token_for(node: Node, role: ActorRole, actor_id: str) -> str:
+    """A valid token for ``role`` and ``actor_id``, good for an hour."""
+    return node.signer.issue(
+        Actor(role, actor_id), node.clock.now(), timedelta(hours=1)
+    )
 
 
 @pytest.fixture
