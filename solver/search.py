@@ -31,8 +31,8 @@ from typing import Any
 
 from ortools.constraint_solver import pywrapcp, routing_enums_pb2
 
-from solver.insertion import CurrentRoute, InsertionIndex
 from solver.model import Model
+from solver.ruin import GreedyInsertion, RouteCost, StringRemoval
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +80,11 @@ class SearchStrategy:
             first solution's mean travel cost per visit.
         temperature_end: Final temperature, as a share of the initial one.
         light_operators: Switch off :data:`SLOW_OPERATORS` while polishing.
-        greedy_recreate: Share of iterations (0 to 1) whose ruined visits
-            are first put back by our own cheapest insertion; in the others
-            OR-Tools' descent alone puts them back.
+        polish_every: Iterations between two OR-Tools descents of the
+            current solution (every new best is polished at once).
+        ortools_recreate: Share of iterations (0 to 1) in which OR-Tools'
+            descent alone puts the removed visits back, instead of our
+            greedy insertion.
     """
 
     first_solution: str = "PARALLEL_CHEAPEST_INSERTION"
@@ -93,7 +95,8 @@ class SearchStrategy:
     temperature_start: float = 0.3
     temperature_end: float = 0.02
     light_operators: bool = True
-    greedy_recreate: float = 0.5
+    polish_every: int = 20
+    ortools_recreate: float = 0.0
 
 
 def search_parameters(strategy: SearchStrategy, time_limit_s: float) -> Any:
@@ -137,73 +140,6 @@ def _routes_of(model: Model, assignment: Any) -> list[list[int]]:
             index = assignment.Value(routing.NextVar(index))
         routes.append(nodes)
     return routes
-
-
-class _Ruin:
-    """String removal around a random seed visit (SISR's ruin, simplified)."""
-
-    def __init__(self, model: Model, strategy: SearchStrategy, rnd: random.Random):
-        self._strategy = strategy
-        self._rnd = rnd
-        visits = range(model.index_map.num_visits)
-        rows = model.travel_rows
-        width = strategy.ruin_neighbours
-        self._near = [sorted(visits, key=rows[a].__getitem__)[:width] for a in visits]
-
-    def __call__(
-        self, routes: Sequence[Sequence[int]]
-    ) -> tuple[list[list[int]], list[int]]:
-        strategy, rnd = self._strategy, self._rnd
-        route_of = {node: k for k, route in enumerate(routes) for node in route}
-        if not route_of:
-            return [list(r) for r in routes], []
-        seed = rnd.choice(sorted(route_of))
-        target = rnd.randint(strategy.ruin_min_visits, strategy.ruin_max_visits)
-        removed: set[int] = set()
-        ruined_routes: set[int] = set()
-        for node in self._near[seed]:
-            if len(removed) >= target:
-                break
-            k = route_of.get(node)
-            if k is None or k in ruined_routes:
-                continue
-            ruined_routes.add(k)
-            route = routes[k]
-            length = rnd.randint(1, min(strategy.ruin_max_string, len(route)))
-            at = route.index(node) - rnd.randrange(length)
-            first = max(0, min(at, len(route) - length))
-            removed.update(route[first : first + length])
-        ruined = [[n for n in route if n not in removed] for route in routes]
-        return ruined, sorted(removed)
-
-
-class _Recreate:
-    """Greedy insertion of the ruined visits, cheapest feasible place first."""
-
-    def __init__(self, model: Model, rnd: random.Random):
-        self._model = model
-        self._rnd = rnd
-
-    def __call__(
-        self, ruined: Sequence[Sequence[int]], removed: Sequence[int]
-    ) -> list[list[int]]:
-        index_map, problem = self._model.index_map, self._model.problem
-        visits = index_map.visits
-        routes = [
-            CurrentRoute(c, tuple(visits[n] for n in ruined[k]))
-            for k, c in enumerate(index_map.caregivers)
-        ]
-        index = InsertionIndex(problem.travel_s, routes, problem.weights)
-        order = list(removed)
-        self._rnd.shuffle(order)
-        if self._rnd.random() < 0.5:
-            order.sort(key=lambda n: visits[n].latest_s)
-        for node in order:
-            ranked = index.rank(visits[node]).insertions
-            if ranked:
-                index.apply(ranked[0], visits[node])
-        node_of = {v.visit_id: n for n, v in enumerate(visits)}
-        return [[node_of[v.visit_id] for v in r.visits] for r in index.routes]
 
 
 def _descend(
@@ -258,24 +194,39 @@ def run_search(
     if solution is None:
         return SearchResult(None, 0, 0, 0)
 
-    current = best = _routes_of(model, solution)
-    current_cost = best_cost = int(solution.ObjectiveValue())
     rnd = random.Random(seed)
-    ruin = _Ruin(model, strategy, rnd)
-    recreate = _Recreate(model, rnd)
+    ruin = StringRemoval(
+        model,
+        strategy.ruin_min_visits,
+        strategy.ruin_max_visits,
+        strategy.ruin_max_string,
+        strategy.ruin_neighbours,
+        rnd,
+    )
+    recreate = GreedyInsertion(model, rnd)
+    price = RouteCost(model)
+    current = best = _routes_of(model, solution)
+    current_cost = best_cost = price.total(best)
     served = max(1, sum(len(r) for r in best))
     temperature_start = max(1.0, strategy.temperature_start * best_cost / served)
-    found, iterations = 1, 0
+    found, iterations, since_polish = 1, 0, 0
     while left_s() > 0 and (max_iterations is None or iterations < max_iterations):
         iterations += 1
-        params = search_parameters(strategy, left_s())
+        since_polish += 1
         ruined, removed = ruin(current)
-        if rnd.random() < strategy.greedy_recreate:
-            ruined = recreate(ruined, removed)
-        solution = _descend(model, params, ruined)
-        if solution is None:
-            continue
-        cost = int(solution.ObjectiveValue())
+        ortools_only = rnd.random() < strategy.ortools_recreate
+        candidate = ruined if ortools_only else recreate(ruined, removed)
+        cost = price.total(candidate)
+        improved = cost < best_cost
+        if ortools_only or improved or since_polish >= strategy.polish_every:
+            # OR-Tools' descent polishes every new best and, now and then,
+            # the current solution, so the walk does not drift far from
+            # local optima.
+            since_polish = 0
+            polished = _descend(model, search_parameters(strategy, left_s()), candidate)
+            if polished is not None:
+                candidate = _routes_of(model, polished)
+                cost = price.total(candidate)
         progress = min(1.0, (time.monotonic() - started) / time_limit_s)
         if max_iterations is not None:
             progress = iterations / max_iterations
@@ -283,7 +234,7 @@ def run_search(
         if cost < current_cost or rnd.random() < math.exp(
             (current_cost - cost) / temperature
         ):
-            current, current_cost = _routes_of(model, solution), cost
+            current, current_cost = candidate, cost
             if cost < best_cost:
                 best, best_cost, found = current, cost, found + 1
     logger.debug(
