@@ -1,0 +1,880 @@
+"""The dispatcher: turns booked orders into offers and keeps plans good.
+
+One :class:`Dispatcher` serves a set of regions. It learns of every change
+from the committed event log (:class:`db.outbox.OutboxReader`), keeps the
+open orders and each caregiver's planned route in memory, and acts:
+
+- **Fast path**: a booked order is placed where it costs least in a
+  caregiver's current route (:mod:`solver.insertion`) and offered at once,
+  with an expiry and an explanation of the choice.
+- **Emergency ladder**: an emergency skips the plans; the nearest capable
+  caregivers on duty are offered it one at a time with a short expiry. If
+  nobody has accepted it within the bound, it is escalated, loudly. An
+  accepted emergency pushes out routine visits of that caregiver that no
+  longer fit; they go back into dispatch.
+- **Vendors**: vendor orders are matched by category, coverage, opening
+  hours, capacity, distance and merit, and offered the same way.
+- **Deadlines**: expired offers and orders past their deadline are found by
+  querying PostgreSQL, so a restarted dispatcher acts on every deadline
+  that passed while it was down.
+- **Re-optimisation**: every few seconds the region is solved again in a
+  worker process, warm-started, accepted visits pinned; booked orders that
+  found a place become offers, and caregivers get their new plans.
+
+Limitation: the emergency ladder offers one caregiver at a time (DESIGN.md
+keeps at most one open offer per order); it does not yet offer the best K
+in parallel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import asyncpg
+
+from db.live import Duty, LiveState
+from db.orders import OrderStore
+from db.outbox import OutboxReader
+from db.roster import (
+    ElderPreferences,
+    caregivers_on_shift,
+    due_offers,
+    elder_preferences,
+    fetch_orders,
+    open_orders,
+    overdue_orders,
+    service_lateness,
+)
+from dispatch.clock import Clock
+from dispatch.domain import Actor, ActorRole, Priority, ProviderKind, distance_m
+from dispatch.errors import HomecareError
+from dispatch.lifecycle import TERMINAL_STATES, Order, OrderStatus, Trigger
+from dispatch.planning import Shift, TravelTimes, explain, order_visit, route_of
+from dispatch.vendors import VendorMatcher
+from solver import (
+    Caregiver,
+    Plan,
+    Problem,
+    SolveOptions,
+    Visit,
+    solve,
+    travel_matrix,
+)
+from solver.insertion import CurrentRoute, InsertionIndex, InsertionResult
+
+__all__ = ["DispatchPolicy", "Dispatcher", "PlanSink", "SolveFn"]
+
+logger = logging.getLogger(__name__)
+
+SYSTEM = Actor(ActorRole.SYSTEM, "dispatcher")
+_DONE = TERMINAL_STATES | {OrderStatus.COMPLETED, OrderStatus.NO_SHOW}
+_HOLDING = frozenset({OrderStatus.OFFERED, OrderStatus.ACCEPTED, OrderStatus.EN_ROUTE})
+
+SolveFn = Callable[[Problem, SolveOptions], Plan]
+
+
+class PlanSink(Protocol):
+    """Where new plans of caregivers go (the realtime edge, or nowhere)."""
+
+    async def send_plan(self, caregiver_id: str, body: dict[str, Any]) -> None:
+        """Deliver ``body`` as the caregiver's current plan."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPolicy:
+    """The dispatcher's knobs.
+
+    Attributes:
+        offer_timeout: How long a routine or urgent offer stays open.
+        emergency_offer_timeout: How long an emergency offer stays open.
+        emergency_bound: Escalate an emergency not accepted this long
+            after booking.
+        emergency_radius_m: Farthest caregiver the ladder asks, in metres.
+        reoptimise_every: Time between re-optimisations of a region;
+            ``None`` turns re-optimisation off (the greedy policy).
+        solve_time_limit_s: Budget of each re-optimisation, in seconds.
+        horizon: Orders whose window opens further ahead wait.
+        tick: How often deadlines are checked.
+        nearest_first: Offer to the nearest capable caregiver instead of
+            the cheapest insertion (the greedy baseline of the simulator).
+        fast_path: Offer new routine and urgent orders at once; when false
+            they wait for the next re-optimisation (batching).
+        seed: Seed of every solve.
+    """
+
+    offer_timeout: timedelta = timedelta(seconds=60)
+    emergency_offer_timeout: timedelta = timedelta(seconds=20)
+    emergency_bound: timedelta = timedelta(seconds=60)
+    emergency_radius_m: float = 8_000.0
+    reoptimise_every: timedelta | None = timedelta(seconds=10)
+    solve_time_limit_s: float = 2.0
+    horizon: timedelta = timedelta(hours=12)
+    tick: timedelta = timedelta(milliseconds=250)
+    nearest_first: bool = False
+    fast_path: bool = True
+    seed: int = 0
+
+
+@dataclass
+class _State:
+    """What the dispatcher knows; rebuilt from PostgreSQL at start."""
+
+    origin: datetime
+    travel: TravelTimes = field(default_factory=TravelTimes)
+    shifts: dict[str, Shift] = field(default_factory=dict)
+    orders: dict[str, Order] = field(default_factory=dict)
+    routes: dict[str, list[str]] = field(default_factory=dict)
+    waiting: set[str] = field(default_factory=set)
+    preferences: dict[str, ElderPreferences] = field(default_factory=dict)
+    lateness_min: dict[str, int] = field(default_factory=dict)
+    plan: Plan | None = None
+
+
+class Dispatcher:
+    """Dispatches the orders of some regions; see the module docstring.
+
+    Call :meth:`run` in a task; cancel it to stop. :meth:`start` loads the
+    state and may be awaited alone by tests that drive steps by hand.
+
+    Args:
+        pool: Connections to the order database.
+        orders: The order store (all writes go through it).
+        clock: The time the dispatcher lives by.
+        live: Live caregiver locations and duty; ``None`` uses shift starts.
+        policy: The knobs.
+        plan_sink: Where plans go; ``None`` keeps them here.
+        regions: Region ids to serve; ``None`` serves all.
+        executor: Where solves run (a worker process); ``None`` runs them in
+            a thread of this process (tests).
+        solve_fn: The solver entry point (tests may slow it down).
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        orders: OrderStore,
+        clock: Clock,
+        *,
+        live: LiveState | None = None,
+        policy: DispatchPolicy | None = None,
+        plan_sink: PlanSink | None = None,
+        regions: Sequence[str] | None = None,
+        executor: Executor | None = None,
+        solve_fn: SolveFn = solve,
+    ) -> None:
+        self._pool = pool
+        self._orders = orders
+        self._clock = clock
+        self._live = live
+        self.policy = policy or DispatchPolicy()
+        self._sink = plan_sink
+        self._regions = list(regions) if regions is not None else None
+        self._executor = executor
+        self._solve = solve_fn
+        self._state = _State(origin=clock.now())
+        self._busy: set[str] = set()
+        self._vendors = VendorMatcher(pool)
+        self.stats: dict[str, int] = {"offers": 0, "escalations": 0, "solves": 0}
+
+    # -- running ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load shifts, open orders and preferences; dispatch what waits."""
+        now = self._clock.now()
+        self._state = _State(
+            origin=now.replace(hour=0, minute=0, second=0, microsecond=0)
+        )
+        await self.refresh_roster()
+        async with self._pool.acquire() as conn:
+            self._state.lateness_min = await service_lateness(conn)
+            found = await open_orders(conn, self._regions)
+        await self._learn_preferences(found)
+        for order in found:
+            self._absorb(order)
+        logger.info(
+            "dispatcher started",
+            extra={"orders": len(found), "caregivers": len(self._state.shifts)},
+        )
+        for order in found:
+            if order.status is OrderStatus.BOOKED:
+                await self.dispatch(order.order_id)
+
+    async def run(self) -> None:
+        """Follow the event log, watch deadlines and re-optimise, forever."""
+        await self.start()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._follow())
+            group.create_task(self._watch_deadlines())
+            group.create_task(self._refresh_roster_hourly())
+            if self.policy.reoptimise_every is not None:
+                group.create_task(self._reoptimise_forever())
+
+    async def refresh_roster(self) -> None:
+        """Reload the caregivers whose shift overlaps now and the horizon."""
+        now = self._clock.now()
+        async with self._pool.acquire() as conn:
+            rows = await caregivers_on_shift(
+                conn, now, now + self.policy.horizon, self._regions
+            )
+        self._state.shifts = {
+            r.caregiver_id: Shift(
+                r.caregiver_id,
+                r.region_id,
+                r.skills,
+                r.max_visits,
+                r.shift_start,
+                r.shift_end,
+                r.start,
+                r.end,
+            )
+            for r in rows
+        }
+        for caregiver_id in self._state.shifts:
+            self._state.routes.setdefault(caregiver_id, [])
+
+    async def _refresh_roster_hourly(self) -> None:
+        while True:
+            await self._clock.sleep(3600)
+            await self.refresh_roster()
+
+    async def _follow(self) -> None:
+        reader = OutboxReader(self._pool, "dispatcher", from_now=True)
+        async for batch in reader.batches():
+            await self.on_events([e.order_id for e in batch])
+            await reader.commit()
+
+    async def on_events(self, order_ids: Sequence[str]) -> None:
+        """Take in the orders that changed and react to what is new."""
+        unique = list(dict.fromkeys(order_ids))
+        async with self._pool.acquire() as conn:
+            changed = await fetch_orders(conn, unique)
+        await self._learn_preferences(changed)
+        for order in changed:
+            if self._regions is not None and order.region_id not in self._regions:
+                continue
+            known = self._state.orders.get(order.order_id)
+            if known is not None and known.version >= order.version:
+                continue
+            self._absorb(order)
+            if order.status is OrderStatus.BOOKED:
+                await self.dispatch(order.order_id)
+            elif (
+                order.status is OrderStatus.ACCEPTED
+                and order.priority is Priority.EMERGENCY
+                and order.provider_id
+            ):
+                await self._make_room(order.provider_id)
+
+    async def _watch_deadlines(self) -> None:
+        while True:
+            await self.check_deadlines()
+            await self._clock.sleep(self.policy.tick.total_seconds())
+
+    async def check_deadlines(self) -> None:
+        """Expire due offers and escalate overdue orders."""
+        now = self._clock.now()
+        async with self._pool.acquire() as conn:
+            offers = await due_offers(conn, now)
+            overdue = await overdue_orders(conn, now, self.policy.emergency_bound)
+        for offer in offers:
+            order = await self._transition(
+                offer.order_id, Trigger.EXPIRE, version=offer.version, reason="expired"
+            )
+            if order is not None:
+                logger.info(
+                    "offer expired",
+                    extra={
+                        "order_id": offer.order_id,
+                        "provider_id": offer.provider_id,
+                    },
+                )
+                self._absorb(order)
+                await self.dispatch(order.order_id)
+        for order, reason in overdue:
+            await self._escalate(order, reason)
+
+    # -- placing one order -----------------------------------------------
+
+    async def dispatch(self, order_id: str) -> None:
+        """Find a provider for one booked order and offer it to them."""
+        order = self._state.orders.get(order_id)
+        if order is None or order.status is not OrderStatus.BOOKED:
+            return
+        if order_id in self._busy:
+            return
+        self._busy.add(order_id)
+        try:
+            if order.provider_kind is ProviderKind.VENDOR:
+                await self._offer_vendor(order)
+            elif order.priority is Priority.EMERGENCY:
+                await self._climb_ladder(order)
+            else:
+                await self._fast_path(order)
+        finally:
+            self._busy.discard(order_id)
+
+    async def _fast_path(self, order: Order) -> None:
+        now = self._clock.now()
+        if (
+            not self.policy.fast_path
+            or order.window.earliest > now + self.policy.horizon
+        ):
+            self._state.waiting.add(order.order_id)
+            return
+        routes = await self._routes(order, now)
+        visit = self._visit(order)
+        index = InsertionIndex(self._state.travel.matrix, routes)
+        result = index.rank(visit)
+        if self.policy.nearest_first:
+            result = self._nearest_first(result, visit, routes)
+        if not result.insertions:
+            self._state.waiting.add(order.order_id)
+            logger.info(
+                "no caregiver can take the order now",
+                extra={"order_id": order.order_id, "caregivers": len(routes)},
+            )
+            return
+        best = result.insertions[0]
+        route = self._state.routes.setdefault(best.caregiver_id, [])
+        body = explain(
+            result,
+            best,
+            self._state.origin,
+            load=len(route),
+            skills=order.skills,
+        )
+        offered = await self._offer(
+            order, best.caregiver_id, body, self.policy.offer_timeout
+        )
+        if offered is not None:
+            planned = [o for o in route if self._state.orders.get(o) is not None]
+            position = _position_among(best.position, planned, self._state.orders)
+            route.insert(position, order.order_id)
+
+    def _nearest_first(
+        self, result: InsertionResult, visit: Visit, routes: Sequence[CurrentRoute]
+    ) -> InsertionResult:
+        """Re-rank feasible insertions by the caregiver's distance only."""
+        travel = self._state.travel
+        start = {r.caregiver.caregiver_id: r.caregiver.start_location for r in routes}
+        ranked = sorted(
+            result.insertions,
+            key=lambda i: travel.seconds(start[i.caregiver_id], visit.location),
+        )
+        return InsertionResult(result.visit_id, tuple(ranked), result.rejections)
+
+    async def _climb_ladder(self, order: Order) -> None:
+        """Offer an emergency to the nearest capable caregiver on duty."""
+        now = self._clock.now()
+        candidates = await self._nearest_capable(order, now)
+        if not candidates:
+            logger.warning(
+                "no caregiver on duty can take the emergency",
+                extra={"order_id": order.order_id},
+            )
+            return
+        caregiver_id, metres = candidates[0]
+        body = {
+            "caregiver_id": caregiver_id,
+            "ladder": True,
+            "distance_m": round(metres),
+            "travel_added_min": round(metres * 1.3 / 4.2 / 60, 1),
+            "skills_matched": sorted(order.skills),
+            "alternatives": [
+                {
+                    "caregiver_id": cid,
+                    "distance_m": round(m),
+                    "why_lost": "farther away",
+                }
+                for cid, m in candidates[1:4]
+            ],
+            "candidates": len(candidates),
+        }
+        offered = await self._offer(
+            order, caregiver_id, body, self.policy.emergency_offer_timeout
+        )
+        if offered is not None:
+            self._state.routes.setdefault(caregiver_id, []).insert(0, order.order_id)
+            elapsed = (now - order.created_at).total_seconds()
+            logger.info(
+                "emergency offered",
+                extra={
+                    "order_id": order.order_id,
+                    "caregiver_id": caregiver_id,
+                    "since_booking_s": round(elapsed, 3),
+                },
+            )
+
+    async def _nearest_capable(
+        self, order: Order, now: datetime
+    ) -> list[tuple[str, float]]:
+        shifts = self._state.shifts
+        capable = {
+            cid: shift
+            for cid, shift in shifts.items()
+            if order.skills <= shift.skills
+            and cid not in order.excluded_provider_ids
+            and shift.starts_at <= now < shift.ends_at
+        }
+        duty: dict[str, Duty] = {}
+        where: dict[str, Any] = {}
+        if self._live is not None and capable:
+            ids = list(capable)
+            duty = await self._live.duties(ids)
+            where = dict(await self._live.locations(ids, now))
+        found = []
+        for cid, shift in capable.items():
+            if duty.get(cid, Duty.ON_SHIFT) is not Duty.ON_SHIFT:
+                continue
+            if self._busy_with_emergency(cid):
+                continue
+            metres = distance_m(where.get(cid, shift.start), order.location)
+            if metres <= self.policy.emergency_radius_m:
+                found.append((cid, metres))
+        found.sort(key=lambda pair: pair[1])
+        return found
+
+    def _busy_with_emergency(self, caregiver_id: str) -> bool:
+        for order_id in self._state.routes.get(caregiver_id, []):
+            order = self._state.orders.get(order_id)
+            if order is not None and order.priority is Priority.EMERGENCY:
+                return True
+        return False
+
+    async def _make_room(self, caregiver_id: str) -> None:
+        """Give back routine visits an accepted emergency pushed out."""
+        now = self._clock.now()
+        route = self._state.routes.get(caregiver_id, [])
+        shift = self._state.shifts.get(caregiver_id)
+        if shift is None:
+            return
+        emergency = [o for o in route if self._priority(o) is Priority.EMERGENCY]
+        others = [o for o in route if o not in emergency]
+        planned = [self._state.orders[o] for o in emergency + others]
+        visits = {o.order_id: self._visit(o) for o in planned}
+        here = await self._location(caregiver_id, now)
+        kept: list[str] = list(emergency)
+        for order in planned[len(emergency) :]:
+            trial = [self._state.orders[o] for o in [*kept, order.order_id]]
+            current = route_of(
+                shift, here, now, trial, visits, self._state.travel, self._state.origin
+            )
+            if _feasible(current, self._state.travel):
+                kept.append(order.order_id)
+                continue
+            if order.status in (OrderStatus.ACCEPTED, OrderStatus.EN_ROUTE):
+                trigger, reason = Trigger.GIVE_BACK, "pre-empted by an emergency"
+            else:
+                trigger, reason = Trigger.WITHDRAW, "pre-empted by an emergency"
+            changed = await self._transition(order.order_id, trigger, reason=reason)
+            if changed is not None:
+                logger.info(
+                    "visit pre-empted by an emergency",
+                    extra={"order_id": order.order_id, "caregiver_id": caregiver_id},
+                )
+                self._absorb(changed)
+                await self.dispatch(order.order_id)
+        self._state.routes[caregiver_id] = [o for o in kept if o in self._state.orders]
+
+    async def _offer_vendor(self, order: Order) -> None:
+        choice = await self._vendors.choose(order, self._clock.now())
+        if choice.vendor_id is None:
+            self._state.waiting.add(order.order_id)
+            logger.info(
+                "no vendor can take the order now",
+                extra={"order_id": order.order_id, "reason": choice.reason},
+            )
+            return
+        await self._offer(
+            order, choice.vendor_id, choice.explanation, self.policy.offer_timeout
+        )
+
+    async def _offer(
+        self,
+        order: Order,
+        provider_id: str,
+        explanation: dict[str, Any],
+        expiry: timedelta,
+    ) -> Order | None:
+        expires = self._clock.now() + expiry
+        changed = await self._transition(
+            order.order_id,
+            Trigger.OFFER,
+            version=order.version,
+            payload={
+                "provider_id": provider_id,
+                "expires_at": expires.isoformat(),
+                "explanation": explanation,
+            },
+        )
+        if changed is not None:
+            self.stats["offers"] += 1
+            self._state.waiting.discard(order.order_id)
+            self._absorb(changed)
+        return changed
+
+    async def _escalate(self, order: Order, reason: str) -> None:
+        changed = await self._transition(
+            order.order_id, Trigger.ESCALATE, reason=reason
+        )
+        if changed is None:
+            return
+        self.stats["escalations"] += 1
+        self._absorb(changed)
+        if order.priority is Priority.EMERGENCY:
+            logger.error(
+                "emergency escalated to operators",
+                extra={"order_id": order.order_id, "reason": reason},
+            )
+        else:
+            logger.warning(
+                "order escalated to operators",
+                extra={"order_id": order.order_id, "reason": reason},
+            )
+
+    async def _transition(
+        self,
+        order_id: str,
+        trigger: Trigger,
+        *,
+        version: int | None = None,
+        reason: str = "",
+        payload: dict[str, Any] | None = None,
+    ) -> Order | None:
+        """One transition as the system; a lost race is not an error."""
+        try:
+            order, _ = await self._orders.transition(
+                order_id,
+                trigger,
+                SYSTEM,
+                expected_version=version,
+                reason=reason,
+                payload=payload,
+            )
+        except HomecareError as refused:
+            logger.debug(
+                "dispatcher transition refused",
+                extra={
+                    "order_id": order_id,
+                    "trigger": str(trigger),
+                    "code": refused.code,
+                },
+            )
+            return None
+        return order
+
+    # -- state ------------------------------------------------------------
+
+    def _absorb(self, order: Order) -> None:
+        """Take in an order as committed and keep routes consistent."""
+        state = self._state
+        if order.status in _DONE:
+            state.orders.pop(order.order_id, None)
+            state.waiting.discard(order.order_id)
+        else:
+            state.orders[order.order_id] = order
+        holder = order.offer_provider_id or order.provider_id
+        if order.status not in _HOLDING and order.status not in (
+            OrderStatus.ARRIVED,
+            OrderStatus.IN_SERVICE,
+        ):
+            holder = None
+        for caregiver_id, route in state.routes.items():
+            if caregiver_id != holder and order.order_id in route:
+                route.remove(order.order_id)
+        if holder is not None and order.provider_kind is ProviderKind.CAREGIVER:
+            route = state.routes.setdefault(holder, [])
+            if order.order_id not in route:
+                route.insert(_by_window(route, order, state.orders), order.order_id)
+
+    async def _learn_preferences(self, orders: Sequence[Order]) -> None:
+        missing = list({o.elder_id for o in orders} - set(self._state.preferences))
+        if missing:
+            async with self._pool.acquire() as conn:
+                self._state.preferences.update(await elder_preferences(conn, missing))
+
+    def _visit(self, order: Order) -> Visit:
+        prefs = self._state.preferences.get(order.elder_id)
+        return order_visit(
+            order,
+            self._state.travel,
+            self._state.origin,
+            preferred=prefs.preferred if prefs else (),
+            blocked=prefs.blocked if prefs else (),
+            max_lateness_min=self._state.lateness_min.get(order.service_code, 0),
+        )
+
+    def _priority(self, order_id: str) -> Priority | None:
+        order = self._state.orders.get(order_id)
+        return order.priority if order else None
+
+    async def _location(self, caregiver_id: str, now: datetime) -> Any:
+        if self._live is None:
+            return None
+        found = await self._live.locations([caregiver_id], now)
+        return found.get(caregiver_id)
+
+    async def _routes(self, order: Order, now: datetime) -> list[CurrentRoute]:
+        """Current routes of the caregivers who could serve ``order``."""
+        state = self._state
+        eligible = [
+            s
+            for s in state.shifts.values()
+            if s.region_id == order.region_id and s.ends_at > now
+        ]
+        where: dict[str, Any] = {}
+        duty: dict[str, Duty] = {}
+        if self._live is not None and eligible:
+            ids = [s.caregiver_id for s in eligible]
+            where = dict(await self._live.locations(ids, now))
+            duty = await self._live.duties(ids)
+        routes = []
+        for shift in eligible:
+            if duty.get(shift.caregiver_id, Duty.ON_SHIFT) is Duty.OFF_SHIFT:
+                continue
+            planned = [
+                state.orders[o]
+                for o in state.routes.get(shift.caregiver_id, [])
+                if o in state.orders
+            ]
+            visits = {p.order_id: self._visit(p) for p in planned}
+            routes.append(
+                route_of(
+                    shift,
+                    where.get(shift.caregiver_id),
+                    now,
+                    planned,
+                    visits,
+                    state.travel,
+                    state.origin,
+                )
+            )
+        return routes
+
+    # -- re-optimisation ----------------------------------------------------
+
+    async def _reoptimise_forever(self) -> None:
+        every = self.policy.reoptimise_every
+        assert every is not None
+        while True:
+            await self._clock.sleep(every.total_seconds())
+            for region_id in self._regions_with_work():
+                try:
+                    await self.reoptimise(region_id)
+                except Exception:
+                    logger.exception(
+                        "re-optimisation failed", extra={"region_id": region_id}
+                    )
+
+    def _regions_with_work(self) -> list[str]:
+        return sorted(
+            {
+                o.region_id
+                for o in self._state.orders.values()
+                if o.status is OrderStatus.BOOKED
+                and o.provider_kind is ProviderKind.CAREGIVER
+            }
+        )
+
+    async def reoptimise(self, region_id: str) -> Plan | None:
+        """Solve one region again and turn the differences into offers.
+
+        Booked orders that found a place are offered to that caregiver;
+        caregivers whose sequence changed get their new plan. Offers out and
+        accepted visits stay where they are (accepted ones are pinned).
+        """
+        now = self._clock.now()
+        state = self._state
+        orders = [
+            o
+            for o in state.orders.values()
+            if o.region_id == region_id
+            and o.provider_kind is ProviderKind.CAREGIVER
+            and o.priority is not Priority.EMERGENCY
+            and o.window.earliest <= now + self.policy.horizon
+        ]
+        booked = [o for o in orders if o.status is OrderStatus.BOOKED]
+        if not booked:
+            return None
+        # An order out on offer is held by its caregiver like an accepted one,
+        # so re-planning never takes it away behind the caregiver's back.
+        pins = {
+            o.order_id: o.offer_provider_id or o.provider_id
+            for o in orders
+            if o.status in _HOLDING
+        }
+        routes = await self._routes(booked[0], now)
+        problem, warm = _problem(routes, orders, pins, self._visit, state)
+        started = time.perf_counter()
+        options = SolveOptions(
+            time_limit_s=self.policy.solve_time_limit_s,
+            seed=self.policy.seed,
+            warm_start=warm,
+        )
+        loop = asyncio.get_running_loop()
+        plan = await loop.run_in_executor(self._executor, self._solve, problem, options)
+        self.stats["solves"] += 1
+        logger.info(
+            "region re-optimised",
+            extra={
+                "region_id": region_id,
+                "visits": len(problem.visits),
+                "caregivers": len(problem.caregivers),
+                "unassigned": len(plan.unassigned),
+                "elapsed_s": round(time.perf_counter() - started, 3),
+            },
+        )
+        state.plan = plan
+        await self._apply_plan(plan, {o.order_id for o in booked})
+        return plan
+
+    async def _apply_plan(self, plan: Plan, booked: set[str]) -> None:
+        state = self._state
+        for route in plan.routes:
+            sequence = [v.visit_id for v in route.visits]
+            for position, visit in enumerate(route.visits):
+                if visit.visit_id not in booked:
+                    continue
+                order = state.orders.get(visit.visit_id)
+                if order is None or order.status is not OrderStatus.BOOKED:
+                    continue
+                explanation = {
+                    "caregiver_id": route.caregiver_id,
+                    "re_optimised": True,
+                    "planned_start": (
+                        state.origin + timedelta(seconds=visit.start_s)
+                    ).isoformat(),
+                    "position": position,
+                    "skills_matched": sorted(order.skills),
+                    "load": len(sequence),
+                }
+                await self._offer(
+                    order, route.caregiver_id, explanation, self.policy.offer_timeout
+                )
+            kept = [o for o in sequence if o in state.orders]
+            holder_route = state.routes.setdefault(route.caregiver_id, [])
+            extra = [o for o in holder_route if o not in kept]
+            state.routes[route.caregiver_id] = kept + extra
+            if self._sink is not None:
+                await self._sink.send_plan(
+                    route.caregiver_id,
+                    {
+                        "computed_at": self._clock.now().isoformat(),
+                        "visits": [
+                            {
+                                "order_id": v.visit_id,
+                                "planned_arrival": _at(state.origin, v.arrival_s),
+                                "planned_start": _at(state.origin, v.start_s),
+                                "planned_end": _at(state.origin, v.end_s),
+                            }
+                            for v in route.visits
+                        ],
+                    },
+                )
+
+
+def _at(origin: datetime, seconds: int) -> str:
+    return (origin + timedelta(seconds=seconds)).isoformat()
+
+
+def _position_among(position: int, planned: list[str], orders: dict[str, Order]) -> int:
+    """Where an insertion's position lands in the stored route.
+
+    The insertion counts only visits still ahead; visits under way sit at
+    the front of the stored route.
+    """
+    at_door = sum(
+        1
+        for o in planned
+        if orders[o].status in (OrderStatus.ARRIVED, OrderStatus.IN_SERVICE)
+    )
+    return min(len(planned), position + at_door)
+
+
+def _by_window(route: list[str], order: Order, orders: dict[str, Order]) -> int:
+    for k, other_id in enumerate(route):
+        other = orders.get(other_id)
+        if other is not None and other.window.earliest > order.window.earliest:
+            return k
+    return len(route)
+
+
+def _feasible(route: CurrentRoute, travel: TravelTimes) -> bool:
+    clock_s = route.caregiver.shift_start_s
+    here = route.caregiver.start_location
+    for visit in route.visits:
+        clock_s = max(clock_s + travel.seconds(here, visit.location), visit.earliest_s)
+        if clock_s > visit.latest_with_lateness_s:
+            return False
+        clock_s += visit.duration_s
+        here = visit.location
+    return True
+
+
+def _problem(
+    routes: Sequence[CurrentRoute],
+    orders: Sequence[Order],
+    pins: dict[str, str | None],
+    visit_of: Callable[[Order], Visit],
+    state: _State,
+) -> tuple[Problem, Plan | None]:
+    """A solver problem over the routes' caregivers and the orders.
+
+    Locations are renumbered densely so the worker gets a small matrix.
+    """
+    caregiver_ids = {r.caregiver.caregiver_id for r in routes}
+    places: dict[int, int] = {}
+
+    def place(index: int) -> int:
+        return places.setdefault(index, len(places))
+
+    caregivers = []
+    for route in routes:
+        c = route.caregiver
+        caregivers.append(
+            Caregiver(
+                caregiver_id=c.caregiver_id,
+                start_location=place(c.start_location),
+                end_location=place(c.end_location),
+                shift_start_s=c.shift_start_s,
+                shift_end_s=c.shift_end_s,
+                skills=c.skills,
+                max_visits=c.max_visits,
+            )
+        )
+    visits = []
+    for order in orders:
+        visit = visit_of(order)
+        pinned = pins.get(order.order_id)
+        if pinned is not None and pinned not in caregiver_ids:
+            continue
+        visits.append(
+            Visit(
+                visit_id=visit.visit_id,
+                location=place(visit.location),
+                earliest_s=visit.earliest_s,
+                latest_s=visit.latest_s,
+                duration_s=visit.duration_s,
+                skills=visit.skills,
+                priority=visit.priority,
+                pinned_caregiver_id=pinned,
+                preferred_caregiver_ids=visit.preferred_caregiver_ids,
+                blocked_caregiver_ids=visit.blocked_caregiver_ids,
+                max_lateness_s=visit.max_lateness_s,
+                elder_id=visit.elder_id,
+            )
+        )
+    indices = sorted(places, key=places.__getitem__)
+    matrix = travel_matrix(state.travel.full_matrix(indices))
+    problem = Problem(
+        travel_s=matrix, caregivers=tuple(caregivers), visits=tuple(visits)
+    )
+    return problem, state.plan
