@@ -42,6 +42,7 @@ __all__ = [
     "actor_of",
     "allow",
     "allowed_roles",
+    "bearer_token",
     "json_response",
     "middlewares",
 ]
@@ -160,15 +161,28 @@ async def _auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise ForbiddenError("this endpoint has no authorisation rule")
     if roles is PUBLIC or not roles:
         return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request)
+    if not token:
         raise AuthError("send 'Authorization: Bearer <token>'")
-    claims = request.app[AUTHENTICATOR].verify(token.strip())
+    claims = request.app[AUTHENTICATOR].verify(token)
     if claims.actor.role not in roles:
         raise ForbiddenError(f"{claims.actor.role} may not call this endpoint")
     request[ACTOR] = claims.actor
     return await handler(request)
+
+
+def bearer_token(request: web.Request) -> str:
+    """The request's bearer token, or "" when it has none.
+
+    A websocket upgrade may carry it in the ``access_token`` query
+    parameter instead, since browsers cannot set headers on websockets.
+    """
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return request.query.get("access_token", "").strip()
+    return ""
 
 
 def _unwrap(handler: object) -> object:
