@@ -70,6 +70,36 @@ VARIABLES: tuple[Variable, ...] = (
         "metres from the elder's home inside which a check-in is accepted",
     ),
     Variable(
+        "HOMECARE_OFFER_TIMEOUT_S",
+        "offer_timeout_s",
+        "60",
+        "seconds a routine or urgent offer stays open",
+    ),
+    Variable(
+        "HOMECARE_EMERGENCY_OFFER_TIMEOUT_S",
+        "emergency_offer_timeout_s",
+        "20",
+        "seconds an emergency offer stays open before the next caregiver",
+    ),
+    Variable(
+        "HOMECARE_EMERGENCY_BOUND_S",
+        "emergency_bound_s",
+        "60",
+        "seconds after booking an unaccepted emergency is escalated",
+    ),
+    Variable(
+        "HOMECARE_REOPTIMISE_S",
+        "reoptimise_s",
+        "10",
+        "seconds between re-optimisations of a region; 0 turns them off",
+    ),
+    Variable(
+        "HOMECARE_SOLVE_LIMIT_S",
+        "solve_limit_s",
+        "2",
+        "time limit of each re-optimisation, in seconds",
+    ),
+    Variable(
         "HOMECARE_MAX_NOTES_CHARS",
         "max_notes_chars",
         "4000",
@@ -121,6 +151,11 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "db_pool_size": _positive_int,
     "checkin_radius_m": _positive_int,
     "max_notes_chars": _positive_int,
+    "offer_timeout_s": _positive_int,
+    "emergency_offer_timeout_s": _positive_int,
+    "emergency_bound_s": _positive_int,
+    "reoptimise_s": _positive_int,
+    "solve_limit_s": _positive_int,
 }
 
 
@@ -142,6 +177,11 @@ class Settings:
     db_pool_size: int
     checkin_radius_m: int
     max_notes_chars: int
+    offer_timeout_s: int
+    emergency_offer_timeout_s: int
+    emergency_bound_s: int
+    reoptimise_s: int
+    solve_limit_s: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
