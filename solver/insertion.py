@@ -25,7 +25,7 @@ take the visit. Rejection reasons are checked in the order of
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -176,18 +176,28 @@ class InsertionIndex:
         routes: The current route of every caregiver who may take visits.
         weights: Weights used to price insertions (travel, lateness and the
             continuity cost); the solver's defaults when omitted.
+        reuse: An earlier index over the same travel matrix; the slack of
+            routes equal to one of its routes is taken over, not recomputed.
     """
+
+    _current: list[CurrentRoute]
+    _routes: list[_Slack]
 
     def __init__(
         self,
         travel_s: Sequence[Sequence[int]],
         routes: Sequence[CurrentRoute],
         weights: Weights | None = None,
+        *,
+        reuse: InsertionIndex | None = None,
     ) -> None:
         self._travel_s = travel_s
         self._weights = weights or Weights()
         self._current = list(routes)
-        self._routes = [_slack(travel_s, route) for route in routes]
+        known: dict[CurrentRoute, _Slack] = {}
+        if reuse is not None and reuse._travel_s is travel_s:
+            known = dict(zip(reuse._current, reuse._routes, strict=True))
+        self._routes = [known.get(r) or _slack(travel_s, r) for r in routes]
 
     @property
     def routes(self) -> tuple[CurrentRoute, ...]:
@@ -211,18 +221,26 @@ class InsertionIndex:
                 return
         raise KeyError(insertion.caregiver_id)
 
-    def rank(self, visit: Visit) -> InsertionResult:
+    def rank(
+        self, visit: Visit, only: Collection[int] | None = None
+    ) -> InsertionResult:
         """Rank every caregiver's cheapest feasible place for ``visit``.
 
         Args:
             visit: The new visit; its location indexes the travel matrix.
+            only: Positions (in the order given at construction) of the
+                routes to consider; all when ``None``. The others appear in
+                neither insertions nor rejections.
 
         Returns:
             Insertions cheapest first and rejections with reasons.
         """
         insertions: list[Insertion] = []
         rejections: list[Rejection] = []
-        for route in self._routes:
+        routes = self._routes
+        if only is not None:
+            routes = [routes[k] for k in sorted(only)]
+        for route in routes:
             reason = _refusal(route, visit)
             found = None if reason else self._best_position(route, visit)
             caregiver_id = route.caregiver.caregiver_id

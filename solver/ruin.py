@@ -51,12 +51,7 @@ class StringRemoval:
     ) -> None:
         self._min, self._max, self._string = min_visits, max_visits, max_string
         self._rnd = rnd
-        visits = range(model.index_map.num_visits)
-        rows = model.travel_rows
-        self._near = [
-            sorted(visits, key=lambda b: (rows[a][b] + rows[b][a], b))[:neighbours]
-            for a in visits
-        ]
+        self._near = [[a, *near] for a, near in enumerate(_nearest(model, neighbours))]
 
     def __call__(self, routes: Sequence[Sequence[int]]) -> tuple[Routes, list[int]]:
         """Ruined copies of ``routes`` and the removed visit nodes."""
@@ -87,19 +82,24 @@ class StringRemoval:
 class GreedyInsertion:
     """Puts removed visits back, each at its cheapest feasible place.
 
-    The order of insertion varies by call: random, by latest start, or by
-    distance from the seed of the ruin (farthest first), as SISR does. A
-    visit that fits nowhere stays out.
+    The order of insertion varies by call: random, by latest start, or
+    longest visit first. A visit that fits nowhere stays out. Only routes
+    that serve one of the visit's nearest neighbours, plus one empty route,
+    are considered (as SISR does), and the slack of routes the ruin left
+    alone is reused from the previous call.
 
     Args:
         model: The model whose nodes are inserted.
+        neighbours: Nearest visits whose routes are candidates.
         rnd: Source of randomness.
     """
 
-    def __init__(self, model: Model, rnd: random.Random) -> None:
+    def __init__(self, model: Model, neighbours: int, rnd: random.Random) -> None:
         self._model = model
         self._rnd = rnd
         self._node_of = {v.visit_id: n for n, v in enumerate(model.index_map.visits)}
+        self._near = _nearest(model, neighbours)
+        self._last: InsertionIndex | None = None
 
     def __call__(
         self, ruined: Sequence[Sequence[int]], removed: Sequence[int]
@@ -111,7 +111,11 @@ class GreedyInsertion:
             CurrentRoute(c, tuple(visits[n] for n in ruined[k]))
             for k, c in enumerate(index_map.caregivers)
         ]
-        index = InsertionIndex(problem.travel_s, routes, problem.weights)
+        index = InsertionIndex(
+            problem.travel_s, routes, problem.weights, reuse=self._last
+        )
+        vehicle_of = {n: k for k, route in enumerate(ruined) for n in route}
+        empty = [k for k, route in enumerate(ruined) if not route]
         order = list(removed)
         self._rnd.shuffle(order)
         how = self._rnd.random()
@@ -120,11 +124,32 @@ class GreedyInsertion:
         elif how < 0.6:
             order.sort(key=lambda n: -visits[n].duration_s)
         for node in order:
-            ranked = index.rank(visits[node]).insertions
+            near = {vehicle_of[m] for m in self._near[node] if m in vehicle_of}
+            near.update(empty[:1])
+            ranked = index.rank(visits[node], near).insertions
+            if not ranked:
+                ranked = index.rank(visits[node]).insertions
             if ranked:
+                vehicle = index_map.vehicle_of_caregiver(ranked[0].caregiver_id)
                 index.apply(ranked[0], visits[node])
+                vehicle_of[node] = vehicle
+                if vehicle in empty:
+                    empty.remove(vehicle)
+        self._last = index
         node_of = self._node_of
         return [[node_of[v.visit_id] for v in r.visits] for r in index.routes]
+
+
+def _nearest(model: Model, count: int) -> list[list[int]]:
+    """Per visit node, the ``count`` nearest other visit nodes."""
+    visits = range(model.index_map.num_visits)
+    rows = model.travel_rows
+    return [
+        sorted(
+            (b for b in visits if b != a), key=lambda b: (rows[a][b] + rows[b][a], b)
+        )[:count]
+        for a in visits
+    ]
 
 
 class RouteCost:

@@ -80,6 +80,8 @@ class SearchStrategy:
             first solution's mean travel cost per visit.
         temperature_end: Final temperature, as a share of the initial one.
         light_operators: Switch off :data:`SLOW_OPERATORS` while polishing.
+        recreate_neighbours: Nearest visits whose routes are tried when a
+            removed visit is put back.
         polish_every: Iterations between two OR-Tools descents of the
             current solution (every new best is polished at once).
         ortools_recreate: Share of iterations (0 to 1) in which OR-Tools'
@@ -95,6 +97,7 @@ class SearchStrategy:
     temperature_start: float = 0.3
     temperature_end: float = 0.02
     light_operators: bool = True
+    recreate_neighbours: int = 15
     polish_every: int = 20
     ortools_recreate: float = 0.0
 
@@ -203,7 +206,7 @@ def run_search(
         strategy.ruin_neighbours,
         rnd,
     )
-    recreate = GreedyInsertion(model, rnd)
+    recreate = GreedyInsertion(model, strategy.recreate_neighbours, rnd)
     price = RouteCost(model)
     current = best = _routes_of(model, solution)
     current_cost = best_cost = price.total(best)
