@@ -23,8 +23,12 @@ def schedule_route(
     """Schedule ``visits`` in order for ``caregiver``, each as early as possible.
 
     The route may break time windows or the shift; callers check with
-    :func:`route_is_feasible` when it matters.
+    :func:`route_is_feasible` when it matters. A caregiver with no visits
+    does not travel at all (an unused vehicle costs nothing in the model).
     """
+    if not visits:
+        start_s = caregiver.shift_start_s
+        return Route(caregiver.caregiver_id, (), 0, start_s, start_s)
     travel = problem.travel_s
     here = caregiver.start_location
     clock_s = caregiver.shift_start_s

@@ -188,6 +188,8 @@ class RouteCost:
 
     def route(self, vehicle: int, nodes: Sequence[int]) -> int:
         """Cost of one vehicle's route (travel, lateness, continuity, balance)."""
+        if not nodes:
+            return 0
         rows, visits, weights = self._rows, self._visits, self._weights
         here = self._starts[vehicle]
         clock_s = self._shift_start[vehicle]

@@ -67,7 +67,11 @@ class SearchStrategy:
     """Named knobs of the search.
 
     Attributes:
-        first_solution: OR-Tools first-solution strategy by name, used when
+        construction: How the first solution is built when no initial
+            routes are given: ``greedy`` (our cheapest insertion, then an
+            OR-Tools descent) or ``ortools`` (``first_solution``).
+        first_solution: OR-Tools first-solution strategy by name, used for
+            ``construction="ortools"`` or when greedy construction fails and
             no initial routes are given (``PARALLEL_CHEAPEST_INSERTION``,
             ``LOCAL_CHEAPEST_INSERTION``, ``SAVINGS``, ...).
         ruin_min_visits: Fewest visits one ruin removes.
@@ -89,6 +93,7 @@ class SearchStrategy:
             greedy insertion.
     """
 
+    construction: str = "greedy"
     first_solution: str = "PARALLEL_CHEAPEST_INSERTION"
     ruin_min_visits: int = 5
     ruin_max_visits: int = 15
@@ -189,14 +194,6 @@ def run_search(
     def left_s() -> float:
         return time_limit_s - (time.monotonic() - started)
 
-    model.routing.CloseModelWithParameters(search_parameters(strategy, time_limit_s))
-    solution = _descend(model, search_parameters(strategy, left_s()), initial_routes)
-    if solution is None and initial_routes is not None:
-        logger.info("initial routes infeasible; searching from scratch")
-        solution = _descend(model, search_parameters(strategy, left_s()), None)
-    if solution is None:
-        return SearchResult(None, 0, 0, 0)
-
     rnd = random.Random(seed)
     ruin = StringRemoval(
         model,
@@ -208,6 +205,24 @@ def run_search(
     )
     recreate = GreedyInsertion(model, strategy.recreate_neighbours, rnd)
     price = RouteCost(model)
+
+    model.routing.CloseModelWithParameters(search_parameters(strategy, time_limit_s))
+    solution = None
+    if initial_routes is not None:
+        solution = _descend(
+            model, search_parameters(strategy, left_s()), initial_routes
+        )
+        if solution is None:
+            logger.info("initial routes infeasible; constructing afresh")
+    if solution is None and strategy.construction == "greedy":
+        empty: list[list[int]] = [[] for _ in range(model.index_map.num_vehicles)]
+        built = recreate(empty, list(range(model.index_map.num_visits)))
+        solution = _descend(model, search_parameters(strategy, left_s()), built)
+    if solution is None:
+        solution = _descend(model, search_parameters(strategy, left_s()), None)
+    if solution is None:
+        return SearchResult(None, 0, 0, 0)
+
     current = best = _routes_of(model, solution)
     current_cost = best_cost = price.total(best)
     served = max(1, sum(len(r) for r in best))

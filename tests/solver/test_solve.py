@@ -82,7 +82,10 @@ def test_visits_on_a_line_are_served_in_order_with_exact_times() -> None:
     problem = Problem(
         LINE,
         (_caregiver("ann"),),
-        (_visit("far", 2, earliest_s=10 * HOUR_S), _visit("near", 1)),
+        (
+            _visit("far", 2, earliest_s=10 * HOUR_S),
+            _visit("near", 1, latest_s=9 * HOUR_S + 1800),
+        ),
     )
 
     plan = solve(problem, OPTIONS)
