@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from aiohttp import web
 
-from dispatch import api
+from dispatch import (
+    api,
+    api_console,
+    api_directory,
+    api_elders,
+    api_reports,
+    api_tokens,
+    metrics,
+    openapi,
+)
 from dispatch.http import AUTHENTICATOR, PUBLIC, Authenticator, allow, middlewares
 from dispatch.node import NODE, Node
 
-__all__ = ["ROLES", "build_app"]
+__all__ = ["ROLES", "build_app", "route_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +33,7 @@ health = web.RouteTableDef()
 
 @health.get("/healthz")
 @allow(*PUBLIC)
+@openapi.describe(response=dict[str, str])
 async def healthz(request: web.Request) -> web.Response:
     """The process is up and serving."""
     del request
@@ -31,6 +42,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 @health.get("/readyz")
 @allow(*PUBLIC)
+@openapi.describe(response=dict[str, Any])
 async def readyz(request: web.Request) -> web.Response:
     """PostgreSQL and Redis both answer within two seconds."""
     node = request.app[NODE]
@@ -70,10 +82,30 @@ def build_app(node: Node, roles: frozenset[str] = ROLES) -> web.Application:
     """
     if unknown := roles - ROLES:
         raise ValueError(f"unknown roles {sorted(unknown)}")
-    app = web.Application(middlewares=middlewares(), client_max_size=_MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[metrics.middleware, *middlewares()],
+        client_max_size=_MAX_BODY_BYTES,
+    )
     app[NODE] = node
     app[AUTHENTICATOR] = Authenticator(node.signer, node.clock)
-    app.add_routes(health)
+    for table in route_tables(roles):
+        app.add_routes(table)
     if "api" in roles:
-        app.add_routes(api.routes)
+        app.cleanup_ctx.append(metrics.log_metrics(lambda a: a[NODE].pool))
     return app
+
+
+def route_tables(roles: frozenset[str]) -> list[web.RouteTableDef]:
+    """The HTTP routes a node with ``roles`` serves (health checks always)."""
+    tables = [health, metrics.routes]
+    if "api" in roles:
+        tables += [
+            api.routes,
+            api_elders.routes,
+            api_directory.routes,
+            api_reports.routes,
+            api_tokens.routes,
+            openapi.routes,
+            api_console.routes,
+        ]
+    return tables
