@@ -124,6 +124,8 @@ class RunResult:
             a best-known value or a solution.
         wall_s: Wall-clock time of the solve, model building included.
         error: Why the solver produced nothing, if it failed.
+        plan: The routes as customer numbers separated by spaces, one string
+            per used vehicle, so that anyone can check the figures again.
     """
 
     instance: str
@@ -136,6 +138,7 @@ class RunResult:
     gap_pct: float | None
     wall_s: float
     error: str | None = None
+    plan: tuple[str, ...] = ()
 
 
 def read_instance(path: Path) -> SolomonInstance:
@@ -372,6 +375,9 @@ def run_one(
         violations=tuple(v.detail for v in report.violations),
         gap_pct=gap,
         wall_s=wall_s,
+        plan=tuple(
+            " ".join(str(v + 1) for v in route) for route in claim.routes if route
+        ),
     )
 
 

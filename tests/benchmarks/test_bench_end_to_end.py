@@ -37,6 +37,7 @@ def test_c101_at_one_second_is_solved_feasibly(tmp_path: Path) -> None:
     assert result["feasible"], result["violations"]
     assert result["served"] == 100
     assert result["gap_pct"] >= 0.0
+    assert len(result["plan"]) == result["routes"]
 
 
 def test_homecare_command_writes_checked_community_results(tmp_path: Path) -> None:

@@ -76,3 +76,34 @@ def test_best_known_table_and_directory_listing(tmp_path: Path) -> None:
     assert best["C101"].routes == 10
     assert [p.name for p in instance_files(tmp_path)] == ["C101.txt"]
     assert instance_files(tmp_path, ["R101"]) == []
+
+
+def test_homberger_layout_with_large_fleet_is_read(tmp_path: Path) -> None:
+    """Gehring-Homberger files share the layout, with bigger fleets and numbers."""
+    rows = [f"{n:>5} {n * 3:>5} {n * 7 % 500:>5} 10 0 9000 90" for n in range(1, 201)]
+    text = "\n".join(
+        [
+            "C1_2_1",
+            "",
+            "VEHICLE",
+            "NUMBER     CAPACITY",
+            "  50          200",
+            "",
+            "CUSTOMER",
+            "CUST NO.  XCOORD.   YCOORD.    DEMAND   READY TIME  DUE DATE   SERVICE",
+            "",
+            "    0     70     70      0      0   9999      0",
+            *rows,
+        ]
+    )
+    (tmp_path / "C1_2_1.TXT").write_text(text + "\n")
+
+    instance = read_instance(tmp_path / "C1_2_1.TXT")
+
+    assert (instance.name, instance.fleet_size, instance.num_customers) == (
+        "C1_2_1",
+        50,
+        200,
+    )
+    assert instance.due[0] == 9999
+    assert instance.x[200] == 600
