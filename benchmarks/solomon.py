@@ -5,6 +5,7 @@ Run it as (one command line)::
     python -m benchmarks.solomon --instances ../shared/data/solomon
         --bks ../shared/data/solomon/bks.csv --time-limit 5
         --json benchmarks/results/solomon-5s.json --compare --plot gap.png
+
 Every instance file in the directory is read (Solomon's 100-customer set,
 Gehring and Homberger's 200-1,000-customer sets, anything in that layout),
 solved with the distance objective under the DIMACS one-decimal convention,
@@ -322,7 +323,7 @@ def solve_ours(
     plan = solve(problem, SolveOptions(time_limit_s=time_limit_s, seed=seed))
     return ClaimedPlan(
         routes=[[int(v.visit_id) for v in route.visits] for route in plan.routes],
-        distance=plan.travel_s,
+        distance=sum(route.travel_s for route in plan.routes if route.visits),
         starts=[[v.start_s for v in route.visits] for route in plan.routes],
     )
 
