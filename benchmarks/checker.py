@@ -10,9 +10,11 @@ purpose, so that a bug there cannot hide itself here.
 The model is the one both benchmarks share: caregivers (vehicles) leave a
 start location no earlier than their shift start, travel along an integer
 travel matrix, wait when early, serve each visit for its duration and must be
-back at their end location by their shift end. A Solomon instance is the case
-where every caregiver starts and ends at the depot and travel time equals
-distance.
+back at their end location by their shift end. A visit may start past its
+latest start only within its lateness allowance, if it has one; such lateness
+is counted, not refused. A Solomon instance is the case where every caregiver
+starts and ends at the depot, travel time equals distance and every window
+is hard.
 
 Typical use::
 

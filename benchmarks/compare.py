@@ -12,8 +12,8 @@ independent checker like any other solver's answer; the checker decides.
 
 Budgets: PyVRP stops on its own ``MaxRuntime`` criterion; VROOM gets the
 same budget as its ``timeout`` at exploration level 5. Every solver in a
-comparison gets one thread, the way ours runs, so the budget buys the same
-compute for each.
+comparison gets one thread by default, the way ours runs, so the budget buys
+the same compute for each (``--vroom-threads`` lets VROOM have more).
 """
 
 from __future__ import annotations
