@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+import ws
 from dispatch import (
     api,
     api_console,
@@ -92,6 +93,8 @@ def build_app(node: Node, roles: frozenset[str] = ROLES) -> web.Application:
         app.add_routes(table)
     if "api" in roles:
         app.cleanup_ctx.append(metrics.log_metrics(lambda a: a[NODE].pool))
+    if "gateway" in roles:
+        ws.install(app, node)
     return app
 
 
