@@ -17,6 +17,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
@@ -30,14 +31,17 @@ from dispatch.clock import WallClock
 from dispatch.domain import Actor, ActorRole
 from dispatch.errors import HomecareError
 from dispatch.node import backing_stores, open_node
+from dispatch.replay import POLICIES, format_report, replay, write_outputs
 from dispatch.seeding import seed_city
 from dispatch.settings import Settings
+from dispatch.simday import DaySpec
 from dispatch.tokens import TokenSigner, load_secret
 
 __all__ = ["main"]
 
 logger = logging.getLogger(__name__)
 
+_DAY = DaySpec()
 _DEMO_CITY = CitySpec(communities=12, elders=2_000, caregivers=120, vendors=12)
 
 
@@ -96,6 +100,35 @@ async def _migrate(database_url: str) -> list[int]:
         await pool.close()
 
 
+def _simulate(
+    runner: asyncio.Runner, args: argparse.Namespace, database_url: str, redis_url: str
+) -> None:
+    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+    if unknown := set(policies) - set(POLICIES):
+        raise SystemExit(f"homecare: unknown policies {sorted(unknown)}")
+    spec = DaySpec(
+        caregivers=args.caregivers,
+        orders=args.orders,
+        emergency_share=args.emergency_share,
+        seed=args.seed,
+        elders=max(2_000, args.orders * 3),
+        communities=max(2, args.caregivers // 10),
+    )
+    report = runner.run(
+        replay(
+            database_url,
+            redis_url,
+            spec,
+            policies=policies,
+            speed=args.speed,
+            hindsight_limit_s=args.hindsight_limit,
+        )
+    )
+    write_outputs(report, args.json, args.plot)
+    _say(format_report(report))
+    _say(f"homecare: wrote {args.json} and {args.plot}")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homecare", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +140,30 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--duration", type=float, default=None, help="stop after this many seconds"
         )
+    simulate = commands.add_parser(
+        "simulate", help="replay a synthetic city day under several policies"
+    )
+    simulate.add_argument(
+        "--policies",
+        default=",".join(POLICIES),
+        help="comma-separated: " + ", ".join(POLICIES),
+    )
+    simulate.add_argument("--caregivers", type=int, default=_DAY.caregivers)
+    simulate.add_argument("--orders", type=int, default=_DAY.orders)
+    simulate.add_argument("--emergency-share", type=float, default=_DAY.emergency_share)
+    simulate.add_argument("--seed", type=int, default=_DAY.seed)
+    simulate.add_argument(
+        "--speed", type=float, default=200.0, help="simulated seconds per real second"
+    )
+    simulate.add_argument(
+        "--hindsight-limit", type=float, default=20.0, help="seconds per region"
+    )
+    simulate.add_argument(
+        "--json", type=Path, default=Path("benchmarks/results/simulate.json")
+    )
+    simulate.add_argument(
+        "--plot", type=Path, default=Path("benchmarks/results/simulate.png")
+    )
     db = commands.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["migrate"])
     token = commands.add_parser("token", help="issue an access token")
@@ -143,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "db":
             applied = runner.run(_migrate(database_url))
             _say(f"homecare: applied migrations {applied or 'none'}")
+        elif args.command == "simulate":
+            _simulate(runner, args, database_url, redis_url)
         else:
             runner.run(
                 _serve(

@@ -181,6 +181,7 @@ class Dispatcher:
         self._solve = solve_fn
         self._state = _State(origin=clock.now())
         self._busy: set[str] = set()
+        self._touched: set[str] = set()
         self._vendors = VendorMatcher(pool)
         self.stats: dict[str, int] = {"offers": 0, "escalations": 0, "solves": 0}
 
@@ -263,19 +264,38 @@ class Dispatcher:
             known = self._state.orders.get(order.order_id)
             if known is not None and known.version >= order.version:
                 continue
-            self._absorb(order)
-            if order.status is OrderStatus.BOOKED:
-                await self.dispatch(order.order_id)
-            elif (
-                order.status is OrderStatus.ACCEPTED
-                and order.priority is Priority.EMERGENCY
-                and order.provider_id
-            ):
-                await self._make_room(order.provider_id)
+            try:
+                await self._react(order)
+            except Exception:
+                # one order's trouble must not stop dispatching the others
+                logger.exception(
+                    "reaction to an order change failed",
+                    extra={"order_id": order.order_id},
+                )
+        touched, self._touched = self._touched, set()
+        for caregiver_id in sorted(touched):
+            try:
+                await self.send_route(caregiver_id)
+            except Exception:
+                logger.exception("plan not sent", extra={"caregiver_id": caregiver_id})
+
+    async def _react(self, order: Order) -> None:
+        self._absorb(order)
+        if order.status is OrderStatus.BOOKED:
+            await self.dispatch(order.order_id)
+        elif (
+            order.status is OrderStatus.ACCEPTED
+            and order.priority is Priority.EMERGENCY
+            and order.provider_id
+        ):
+            await self._make_room(order.provider_id)
 
     async def _watch_deadlines(self) -> None:
         while True:
-            await self.check_deadlines()
+            try:
+                await self.check_deadlines()
+            except Exception:
+                logger.exception("deadline check failed")
             await self._clock.sleep(self.policy.tick.total_seconds())
 
     async def check_deadlines(self) -> None:
@@ -452,7 +472,11 @@ class Dispatcher:
     async def _make_room(self, caregiver_id: str) -> None:
         """Give back routine visits an accepted emergency pushed out."""
         now = self._clock.now()
-        route = self._state.routes.get(caregiver_id, [])
+        route = [
+            o
+            for o in self._state.routes.get(caregiver_id, [])
+            if o in self._state.orders
+        ]
         shift = self._state.shifts.get(caregiver_id)
         if shift is None:
             return
@@ -576,6 +600,10 @@ class Dispatcher:
     def _absorb(self, order: Order) -> None:
         """Take in an order as committed and keep routes consistent."""
         state = self._state
+        before = state.orders.get(order.order_id)
+        for holder_id in (before.provider_id if before else None, order.provider_id):
+            if holder_id is not None and order.provider_kind is ProviderKind.CAREGIVER:
+                self._touched.add(holder_id)
         if order.status in _DONE:
             state.orders.pop(order.order_id, None)
             state.waiting.discard(order.order_id)
@@ -659,6 +687,39 @@ class Dispatcher:
             )
         return routes
 
+    async def send_route(self, caregiver_id: str) -> None:
+        """Send a caregiver the visits they hold, in order, with planned times."""
+        shift = self._state.shifts.get(caregiver_id)
+        if self._sink is None or shift is None:
+            return
+        state = self._state
+        now = self._clock.now()
+        planned = [
+            state.orders[o]
+            for o in state.routes.get(caregiver_id, [])
+            if o in state.orders and state.orders[o].provider_id == caregiver_id
+        ]
+        visits = {o.order_id: self._visit(o) for o in planned}
+        here = await self._location(caregiver_id, now)
+        route = route_of(shift, here, now, planned, visits, state.travel, state.origin)
+        body_visits = []
+        clock_s, place = route.caregiver.shift_start_s, route.caregiver.start_location
+        for visit in route.visits:
+            arrival_s = clock_s + state.travel.seconds(place, visit.location)
+            start_s = max(arrival_s, visit.earliest_s)
+            clock_s, place = start_s + visit.duration_s, visit.location
+            body_visits.append(
+                {
+                    "order_id": visit.visit_id,
+                    "planned_arrival": _at(state.origin, arrival_s),
+                    "planned_start": _at(state.origin, start_s),
+                    "planned_end": _at(state.origin, clock_s),
+                }
+            )
+        await self._sink.send_plan(
+            caregiver_id, {"computed_at": now.isoformat(), "visits": body_visits}
+        )
+
     # -- re-optimisation ----------------------------------------------------
 
     async def _reoptimise_forever(self) -> None:
@@ -712,6 +773,8 @@ class Dispatcher:
             if o.status in _HOLDING
         }
         routes = await self._routes(booked[0], now)
+        if not routes:
+            return None
         problem, warm = _problem(routes, orders, pins, self._visit, state)
         started = time.perf_counter()
         options = SolveOptions(
@@ -763,22 +826,7 @@ class Dispatcher:
             holder_route = state.routes.setdefault(route.caregiver_id, [])
             extra = [o for o in holder_route if o not in kept]
             state.routes[route.caregiver_id] = kept + extra
-            if self._sink is not None:
-                await self._sink.send_plan(
-                    route.caregiver_id,
-                    {
-                        "computed_at": self._clock.now().isoformat(),
-                        "visits": [
-                            {
-                                "order_id": v.visit_id,
-                                "planned_arrival": _at(state.origin, v.arrival_s),
-                                "planned_start": _at(state.origin, v.start_s),
-                                "planned_end": _at(state.origin, v.end_s),
-                            }
-                            for v in route.visits
-                        ],
-                    },
-                )
+            await self.send_route(route.caregiver_id)
 
 
 def _at(origin: datetime, seconds: int) -> str:
