@@ -60,11 +60,12 @@ PUBLIC = {"/healthz", "/readyz", "/metrics", "/v1/openapi.json"}
 
 
 def _secrets(order_id: str) -> list[str]:
-    people = [*ELDERS, *CAREGIVERS]
     return [
         order_id,
-        *(p.name for p in people),
-        *(p.phone for p in people),
+        *(e.name for e in ELDERS),
+        *(e.phone for e in ELDERS),
+        *(c.name for c in CAREGIVERS),
+        *(c.phone for c in CAREGIVERS),
         VENDOR.name,
     ]
 
