@@ -253,11 +253,12 @@ function onMessage(raw) {
 function connect() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   let socket;
-  try { socket = new WebSocket(`${scheme}://${location.host}/v1/console/stream?access_token=${encodeURIComponent(token)}`); }
+  // The feed takes no messages: a reconnect resumes with ?last_seq=.
+  const resume = state.lastSeq == null ? "" : `&last_seq=${state.lastSeq}`;
+  try { socket = new WebSocket(`${scheme}://${location.host}/v1/console/stream?access_token=${encodeURIComponent(token)}${resume}`); }
   catch (err) { return; }
   socket.onopen = () => {
     state.socket = socket;
-    socket.send(JSON.stringify({ type: "hello", id: "hello-1", v: 1, last_seq: state.lastSeq, body: { last_seq: state.lastSeq } }));
     $("live").textContent = t("live"); $("live").className = "pill on";
   };
   socket.onmessage = (ev) => onMessage(ev.data);
