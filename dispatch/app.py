@@ -21,6 +21,7 @@ from dispatch import (
 )
 from dispatch.http import AUTHENTICATOR, PUBLIC, Authenticator, allow, middlewares
 from dispatch.node import NODE, Node
+from dispatch.roles import dispatcher_role
 
 __all__ = ["ROLES", "build_app", "route_tables"]
 
@@ -95,6 +96,8 @@ def build_app(node: Node, roles: frozenset[str] = ROLES) -> web.Application:
         app.cleanup_ctx.append(metrics.log_metrics(lambda a: a[NODE].pool))
     if "gateway" in roles:
         ws.install(app, node)
+    if "dispatcher" in roles:
+        app.cleanup_ctx.append(dispatcher_role)
     return app
 
 
