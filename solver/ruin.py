@@ -83,10 +83,10 @@ class GreedyInsertion:
     """Puts removed visits back, each at its cheapest feasible place.
 
     The order of insertion varies by call: random, by latest start, or
-    longest visit first. A visit that fits nowhere stays out. Only routes
-    that serve one of the visit's nearest neighbours, plus one empty route,
-    are considered (as SISR does), and the slack of routes the ruin left
-    alone is reused from the previous call.
+    longest visit first. A visit that fits nowhere stays out. Routes that
+    serve one of the visit's nearest neighbours are tried first, then every
+    route in use, and an empty route only when none of those can take it.
+    The slack of routes the ruin left alone is reused from the last call.
 
     Args:
         model: The model whose nodes are inserted.
@@ -115,7 +115,7 @@ class GreedyInsertion:
             problem.travel_s, routes, problem.weights, reuse=self._last
         )
         vehicle_of = {n: k for k, route in enumerate(ruined) for n in route}
-        empty = [k for k, route in enumerate(ruined) if not route]
+        used = {k for k, route in enumerate(ruined) if route}
         order = list(removed)
         self._rnd.shuffle(order)
         how = self._rnd.random()
@@ -124,17 +124,20 @@ class GreedyInsertion:
         elif how < 0.6:
             order.sort(key=lambda n: -visits[n].duration_s)
         for node in order:
+            # Routes near the visit first; a new route only when no route in
+            # use can take it, which keeps the number of routes down (fewer,
+            # fuller routes are also what the best-known plans use).
             near = {vehicle_of[m] for m in self._near[node] if m in vehicle_of}
-            near.update(empty[:1])
             ranked = index.rank(visits[node], near).insertions
+            if not ranked:
+                ranked = index.rank(visits[node], used).insertions
             if not ranked:
                 ranked = index.rank(visits[node]).insertions
             if ranked:
                 vehicle = index_map.vehicle_of_caregiver(ranked[0].caregiver_id)
                 index.apply(ranked[0], visits[node])
                 vehicle_of[node] = vehicle
-                if vehicle in empty:
-                    empty.remove(vehicle)
+                used.add(vehicle)
         self._last = index
         node_of = self._node_of
         return [[node_of[v.visit_id] for v in r.visits] for r in index.routes]
