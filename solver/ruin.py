@@ -84,8 +84,9 @@ class GreedyInsertion:
 
     The order of insertion varies by call: random, by latest start, or
     longest visit first. A visit that fits nowhere stays out. Routes that
-    serve one of the visit's nearest neighbours are tried first, then every
-    route in use, and an empty route only when none of those can take it.
+    serve one of the visit's nearest neighbours are tried first (with the
+    empty routes, in a share of the calls), then every route in use, then
+    every route.
     The slack of routes the ruin left alone is reused from the last call.
 
     Args:
@@ -93,6 +94,9 @@ class GreedyInsertion:
         neighbours: Nearest visits whose routes are candidates.
         rnd: Source of randomness.
     """
+
+    open_early_share = 0.5
+    """Share of calls in which an empty route competes with near routes."""
 
     def __init__(self, model: Model, neighbours: int, rnd: random.Random) -> None:
         self._model = model
@@ -116,6 +120,7 @@ class GreedyInsertion:
         )
         vehicle_of = {n: k for k, route in enumerate(ruined) for n in route}
         used = {k for k, route in enumerate(ruined) if route}
+        open_early = self._rnd.random() < self.open_early_share
         order = list(removed)
         self._rnd.shuffle(order)
         how = self._rnd.random()
@@ -124,10 +129,14 @@ class GreedyInsertion:
         elif how < 0.6:
             order.sort(key=lambda n: -visits[n].duration_s)
         for node in order:
-            # Routes near the visit first; a new route only when no route in
-            # use can take it, which keeps the number of routes down (fewer,
-            # fuller routes are also what the best-known plans use).
+            # Routes near the visit first. In half the calls a new route is
+            # opened only when no route in use can take the visit, which
+            # removes routes (fewer, fuller routes win on clustered days);
+            # in the others it competes on cost (more, shorter routes win
+            # where windows are wide).
             near = {vehicle_of[m] for m in self._near[node] if m in vehicle_of}
+            if open_early:
+                near.update(k for k in range(len(ruined)) if k not in used)
             ranked = index.rank(visits[node], near).insertions
             if not ranked:
                 ranked = index.rank(visits[node], used).insertions
