@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta, timezone
 from importlib import resources
 
@@ -209,13 +209,7 @@ def build_city(spec: CitySpec) -> City:
     for i in range(spec.vendors):
         category, codes = _VENDOR_KINDS[i % len(_VENDOR_KINDS)]
         home = rng.choice(regions)
-        covered = sorted(
-            (r for r in regions),
-            key=lambda r: (
-                (r.center.lat - home.center.lat) ** 2
-                + (r.center.lon - home.center.lon) ** 2
-            ),
-        )[: max(3, len(regions) // 6)]
+        covered = sorted(regions, key=lambda r: _apart(r, home))
         vendors.append(
             VendorProfile(
                 vendor_id=f"vd-{i + 1:03d}",
@@ -223,7 +217,9 @@ def build_city(spec: CitySpec) -> City:
                 category=category,
                 location=_near(rng, home.center, 300.0),
                 service_codes=codes,
-                coverage_region_ids=tuple(r.region_id for r in covered),
+                coverage_region_ids=tuple(
+                    r.region_id for r in covered[: max(3, len(regions) // 4)]
+                ),
                 opening_hours={
                     day: [["08:00", "21:00"]]
                     for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -232,7 +228,37 @@ def build_city(spec: CitySpec) -> City:
                 merit_score=round(rng.uniform(0.5, 0.95), 2),
             )
         )
+    vendors = _cover_every_region(vendors, regions)
     return City(tuple(regions), tuple(elders), tuple(caregivers), tuple(vendors))
+
+
+def _apart(a: Region, b: Region) -> float:
+    return (a.center.lat - b.center.lat) ** 2 + (a.center.lon - b.center.lon) ** 2
+
+
+def _cover_every_region(
+    vendors: list[VendorProfile], regions: list[Region]
+) -> list[VendorProfile]:
+    """Stretch coverage so each region has a vendor of every category."""
+    by_id = {v.vendor_id: v for v in vendors}
+    for category in {v.category for v in vendors}:
+        offering = [v.vendor_id for v in vendors if v.category == category]
+        for region in regions:
+            if any(region.region_id in by_id[v].coverage_region_ids for v in offering):
+                continue
+            nearest = min(
+                offering,
+                key=lambda v: (
+                    (by_id[v].location.lat - region.center.lat) ** 2
+                    + (by_id[v].location.lon - region.center.lon) ** 2
+                ),
+            )
+            vendor = by_id[nearest]
+            by_id[nearest] = replace(
+                vendor,
+                coverage_region_ids=(*vendor.coverage_region_ids, region.region_id),
+            )
+    return [by_id[v.vendor_id] for v in vendors]
 
 
 def _address(rng: random.Random, region: Region) -> str:

@@ -107,6 +107,11 @@ class DispatchPolicy:
             the cheapest insertion (the greedy baseline of the simulator).
         fast_path: Offer new routine and urgent orders at once; when false
             they wait for the next re-optimisation (batching).
+        commit_ahead: With re-optimisation on, an order whose window opens
+            further ahead than this is planned but not yet offered: it stays
+            free to move between caregivers as later orders arrive, and is
+            offered to its planned caregiver once its window comes this
+            close.
         seed: Seed of every solve.
     """
 
@@ -120,6 +125,7 @@ class DispatchPolicy:
     tick: timedelta = timedelta(milliseconds=250)
     nearest_first: bool = False
     fast_path: bool = True
+    commit_ahead: timedelta = timedelta(hours=2)
     seed: int = 0
 
 
@@ -135,7 +141,9 @@ class _State:
     waiting: set[str] = field(default_factory=set)
     preferences: dict[str, ElderPreferences] = field(default_factory=dict)
     lateness_min: dict[str, int] = field(default_factory=dict)
-    plan: Plan | None = None
+    plans: dict[str, Plan] = field(default_factory=dict)
+    tentative: dict[str, str] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)
 
 
 class Dispatcher:
@@ -182,6 +190,7 @@ class Dispatcher:
         self._state = _State(origin=clock.now())
         self._busy: set[str] = set()
         self._touched: set[str] = set()
+        self._seen_live: dict[str, tuple[Any, Duty | None]] | None = None
         self._vendors = VendorMatcher(pool)
         self.stats: dict[str, int] = {"offers": 0, "escalations": 0, "solves": 0}
 
@@ -258,6 +267,21 @@ class Dispatcher:
         async with self._pool.acquire() as conn:
             changed = await fetch_orders(conn, unique)
         await self._learn_preferences(changed)
+        # emergencies first: nothing in a batch may delay them
+        changed.sort(key=lambda o: o.priority is not Priority.EMERGENCY)
+        self._seen_live = {}
+        try:
+            await self._react_all(changed)
+        finally:
+            self._seen_live = None
+        touched, self._touched = self._touched, set()
+        for caregiver_id in sorted(touched):
+            try:
+                await self.send_route(caregiver_id)
+            except Exception:
+                logger.exception("plan not sent", extra={"caregiver_id": caregiver_id})
+
+    async def _react_all(self, changed: Sequence[Order]) -> None:
         for order in changed:
             if self._regions is not None and order.region_id not in self._regions:
                 continue
@@ -272,12 +296,6 @@ class Dispatcher:
                     "reaction to an order change failed",
                     extra={"order_id": order.order_id},
                 )
-        touched, self._touched = self._touched, set()
-        for caregiver_id in sorted(touched):
-            try:
-                await self.send_route(caregiver_id)
-            except Exception:
-                logger.exception("plan not sent", extra={"caregiver_id": caregiver_id})
 
     async def _react(self, order: Order) -> None:
         self._absorb(order)
@@ -349,7 +367,7 @@ class Dispatcher:
         ):
             self._state.waiting.add(order.order_id)
             return
-        routes = await self._routes(order, now)
+        routes = await self._routes(order.region_id, now)
         visit = self._visit(order)
         index = InsertionIndex(self._state.travel.matrix, routes)
         result = index.rank(visit)
@@ -444,19 +462,15 @@ class Dispatcher:
             and cid not in order.excluded_provider_ids
             and shift.starts_at <= now < shift.ends_at
         }
-        duty: dict[str, Duty] = {}
-        where: dict[str, Any] = {}
-        if self._live is not None and capable:
-            ids = list(capable)
-            duty = await self._live.duties(ids)
-            where = dict(await self._live.locations(ids, now))
+        view = await self._live_view(list(capable), now)
         found = []
         for cid, shift in capable.items():
-            if duty.get(cid, Duty.ON_SHIFT) is not Duty.ON_SHIFT:
+            here, duty = view[cid]
+            if duty not in (None, Duty.ON_SHIFT):
                 continue
             if self._busy_with_emergency(cid):
                 continue
-            metres = distance_m(where.get(cid, shift.start), order.location)
+            metres = distance_m(here or shift.start, order.location)
             if metres <= self.policy.emergency_radius_m:
                 found.append((cid, metres))
         found.sort(key=lambda pair: pair[1])
@@ -601,6 +615,10 @@ class Dispatcher:
         """Take in an order as committed and keep routes consistent."""
         state = self._state
         before = state.orders.get(order.order_id)
+        if order.provider_kind is ProviderKind.CAREGIVER:
+            state.dirty.add(order.region_id)
+        if order.status is not OrderStatus.BOOKED:
+            state.tentative.pop(order.order_id, None)
         for holder_id in (before.provider_id if before else None, order.provider_id):
             if holder_id is not None and order.provider_kind is ProviderKind.CAREGIVER:
                 self._touched.add(holder_id)
@@ -650,23 +668,37 @@ class Dispatcher:
         found = await self._live.locations([caregiver_id], now)
         return found.get(caregiver_id)
 
-    async def _routes(self, order: Order, now: datetime) -> list[CurrentRoute]:
-        """Current routes of the caregivers who could serve ``order``."""
+    async def _live_view(
+        self, caregiver_ids: Sequence[str], now: datetime
+    ) -> dict[str, tuple[Any, Duty | None]]:
+        """Location and duty of caregivers, read once per batch of events."""
+        cache = self._seen_live
+        wanted = [c for c in caregiver_ids if cache is None or c not in cache]
+        found: dict[str, tuple[Any, Duty | None]] = {}
+        if self._live is not None and wanted:
+            where = await self._live.locations(wanted, now)
+            duty = await self._live.duties(wanted)
+            found = {c: (where.get(c), duty.get(c)) for c in wanted}
+        else:
+            found = {c: (None, None) for c in wanted}
+        if cache is None:
+            return found
+        cache.update(found)
+        return {c: cache[c] for c in caregiver_ids}
+
+    async def _routes(self, region_id: str, now: datetime) -> list[CurrentRoute]:
+        """Current routes of the region's caregivers still on shift."""
         state = self._state
         eligible = [
             s
             for s in state.shifts.values()
-            if s.region_id == order.region_id and s.ends_at > now
+            if s.region_id == region_id and s.ends_at > now
         ]
-        where: dict[str, Any] = {}
-        duty: dict[str, Duty] = {}
-        if self._live is not None and eligible:
-            ids = [s.caregiver_id for s in eligible]
-            where = dict(await self._live.locations(ids, now))
-            duty = await self._live.duties(ids)
+        view = await self._live_view([s.caregiver_id for s in eligible], now)
         routes = []
         for shift in eligible:
-            if duty.get(shift.caregiver_id, Duty.ON_SHIFT) is Duty.OFF_SHIFT:
+            here, duty = view[shift.caregiver_id]
+            if duty is Duty.OFF_SHIFT:
                 continue
             planned = [
                 state.orders[o]
@@ -675,15 +707,7 @@ class Dispatcher:
             ]
             visits = {p.order_id: self._visit(p) for p in planned}
             routes.append(
-                route_of(
-                    shift,
-                    where.get(shift.caregiver_id),
-                    now,
-                    planned,
-                    visits,
-                    state.travel,
-                    state.origin,
-                )
+                route_of(shift, here, now, planned, visits, state.travel, state.origin)
             )
         return routes
 
@@ -727,7 +751,12 @@ class Dispatcher:
         assert every is not None
         while True:
             await self._clock.sleep(every.total_seconds())
-            for region_id in self._regions_with_work():
+            try:
+                await self.commit_due()
+            except Exception:
+                logger.exception("committing planned orders failed")
+            dirty, self._state.dirty = sorted(self._state.dirty), set()
+            for region_id in dirty:
                 try:
                     await self.reoptimise(region_id)
                 except Exception:
@@ -735,22 +764,60 @@ class Dispatcher:
                         "re-optimisation failed", extra={"region_id": region_id}
                     )
 
-    def _regions_with_work(self) -> list[str]:
-        return sorted(
-            {
-                o.region_id
-                for o in self._state.orders.values()
-                if o.status is OrderStatus.BOOKED
-                and o.provider_kind is ProviderKind.CAREGIVER
-            }
-        )
+    async def commit_due(self) -> None:
+        """Offer planned orders whose window is now within the commit horizon.
+
+        Each goes to the caregiver the last plan gave it to when it still
+        fits that caregiver's route; otherwise the fast path places it.
+        """
+        now = self._clock.now()
+        state = self._state
+        due = [
+            (state.orders[o], c)
+            for o, c in list(state.tentative.items())
+            if o in state.orders
+            and state.orders[o].status is OrderStatus.BOOKED
+            and state.orders[o].window.earliest <= now + self.policy.commit_ahead
+        ]
+        for order, caregiver_id in due:
+            state.tentative.pop(order.order_id, None)
+            state.waiting.discard(order.order_id)
+            routes = [
+                r
+                for r in await self._routes(order.region_id, now)
+                if r.caregiver.caregiver_id == caregiver_id
+            ]
+            result = InsertionIndex(state.travel.matrix, routes).rank(
+                self._visit(order)
+            )
+            if not result.insertions:
+                await self.dispatch(order.order_id)
+                continue
+            best = result.insertions[0]
+            body = explain(
+                result,
+                best,
+                state.origin,
+                load=len(state.routes.get(caregiver_id, [])),
+                skills=order.skills,
+            )
+            body["re_optimised"] = True
+            if await self._offer(order, caregiver_id, body, self.policy.offer_timeout):
+                route = state.routes.setdefault(caregiver_id, [])
+                planned = [o for o in route if o in state.orders]
+                route.insert(
+                    _position_among(best.position, planned, state.orders),
+                    order.order_id,
+                )
 
     async def reoptimise(self, region_id: str) -> Plan | None:
         """Solve one region again and turn the differences into offers.
 
-        Booked orders that found a place are offered to that caregiver;
-        caregivers whose sequence changed get their new plan. Offers out and
-        accepted visits stay where they are (accepted ones are pinned).
+        Every order of the region not yet started is planned: offered and
+        accepted ones stay with their caregiver (pinned) but may be
+        re-sequenced; booked ones go where the plan puts them, offered at
+        once when their window is within the commit horizon and kept as
+        tentative otherwise. Caregivers get their new plans.
         """
         now = self._clock.now()
         state = self._state
@@ -760,10 +827,10 @@ class Dispatcher:
             if o.region_id == region_id
             and o.provider_kind is ProviderKind.CAREGIVER
             and o.priority is not Priority.EMERGENCY
+            and o.status in (OrderStatus.BOOKED, *_HOLDING)
             and o.window.earliest <= now + self.policy.horizon
         ]
-        booked = [o for o in orders if o.status is OrderStatus.BOOKED]
-        if not booked:
+        if not orders:
             return None
         # An order out on offer is held by its caregiver like an accepted one,
         # so re-planning never takes it away behind the caregiver's back.
@@ -772,15 +839,15 @@ class Dispatcher:
             for o in orders
             if o.status in _HOLDING
         }
-        routes = await self._routes(booked[0], now)
+        routes = await self._routes(region_id, now)
         if not routes:
             return None
-        problem, warm = _problem(routes, orders, pins, self._visit, state)
+        problem, _ = _problem(routes, orders, pins, self._visit, state)
         started = time.perf_counter()
         options = SolveOptions(
             time_limit_s=self.policy.solve_time_limit_s,
             seed=self.policy.seed,
-            warm_start=warm,
+            warm_start=state.plans.get(region_id),
         )
         loop = asyncio.get_running_loop()
         plan = await loop.run_in_executor(self._executor, self._solve, problem, options)
@@ -795,26 +862,33 @@ class Dispatcher:
                 "elapsed_s": round(time.perf_counter() - started, 3),
             },
         )
-        state.plan = plan
-        await self._apply_plan(plan, {o.order_id for o in booked})
+        state.plans[region_id] = plan
+        booked = {o.order_id for o in orders if o.status is OrderStatus.BOOKED}
+        await self._apply_plan(plan, booked)
         return plan
 
     async def _apply_plan(self, plan: Plan, booked: set[str]) -> None:
         state = self._state
+        now = self._clock.now()
+        for order_id in booked:
+            state.tentative.pop(order_id, None)
         for route in plan.routes:
             sequence = [v.visit_id for v in route.visits]
             for position, visit in enumerate(route.visits):
-                if visit.visit_id not in booked:
-                    continue
                 order = state.orders.get(visit.visit_id)
-                if order is None or order.status is not OrderStatus.BOOKED:
+                if (
+                    visit.visit_id not in booked
+                    or order is None
+                    or order.status is not OrderStatus.BOOKED
+                ):
+                    continue
+                if order.window.earliest > now + self.policy.commit_ahead:
+                    state.tentative[order.order_id] = route.caregiver_id
                     continue
                 explanation = {
                     "caregiver_id": route.caregiver_id,
                     "re_optimised": True,
-                    "planned_start": (
-                        state.origin + timedelta(seconds=visit.start_s)
-                    ).isoformat(),
+                    "planned_start": _at(state.origin, visit.start_s),
                     "position": position,
                     "skills_matched": sorted(order.skills),
                     "load": len(sequence),
@@ -822,7 +896,9 @@ class Dispatcher:
                 await self._offer(
                     order, route.caregiver_id, explanation, self.policy.offer_timeout
                 )
-            kept = [o for o in sequence if o in state.orders]
+            kept = [
+                o for o in sequence if o in state.orders and o not in state.tentative
+            ]
             holder_route = state.routes.setdefault(route.caregiver_id, [])
             extra = [o for o in holder_route if o not in kept]
             state.routes[route.caregiver_id] = kept + extra
@@ -925,4 +1001,4 @@ def _problem(
     problem = Problem(
         travel_s=matrix, caregivers=tuple(caregivers), visits=tuple(visits)
     )
-    return problem, state.plan
+    return problem, None

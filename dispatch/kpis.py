@@ -49,6 +49,9 @@ async def measure(
         select o.order_id, o.elder_id, o.priority, o.provider_kind, o.status,
                o.service_code, o.latest, o.created_at, o.provider_id,
                (select min(at) from order_event e
+                 where e.order_id = o.order_id and e.trigger = 'offer')
+                 as offered_at,
+               (select min(at) from order_event e
                  where e.order_id = o.order_id and e.trigger = 'accept')
                  as accepted_at,
                (select min(at) from order_event e
@@ -79,6 +82,11 @@ async def measure(
         if preferred.get(row["elder_id"]):
             continuity.append(row["provider_id"] in preferred[row["elder_id"]])
     emergencies = [r for r in rows if r["priority"] == "emergency"]
+    to_offer = [
+        (r["offered_at"] - r["created_at"]).total_seconds()
+        for r in emergencies
+        if r["offered_at"] is not None
+    ]
     to_accept = [
         (r["accepted_at"] - r["created_at"]).total_seconds()
         for r in emergencies
@@ -100,6 +108,8 @@ async def measure(
         "lateness_min_p50": percentile(lateness_min, 0.5),
         "lateness_min_p95": percentile(lateness_min, 0.95),
         "emergencies": len(emergencies),
+        "emergency_booked_to_offer_s_p50": percentile(to_offer, 0.5),
+        "emergency_booked_to_offer_s_p95": percentile(to_offer, 0.95),
         "emergency_booked_to_accepted_s_p50": percentile(to_accept, 0.5),
         "emergency_booked_to_accepted_s_p95": percentile(to_accept, 0.95),
         "emergency_booked_to_arrival_s_p50": percentile(to_arrive, 0.5),

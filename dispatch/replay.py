@@ -54,7 +54,7 @@ def _policy(name: str) -> DispatchPolicy:
         return DispatchPolicy(nearest_first=True, reoptimise_every=None)
     # Re-optimisation every 5 simulated minutes: at the simulator's speed a
     # 10 s interval would ask for more solves than two cores can run.
-    return DispatchPolicy(reoptimise_every=timedelta(minutes=5), solve_time_limit_s=1.0)
+    return DispatchPolicy(reoptimise_every=timedelta(minutes=5), solve_time_limit_s=0.5)
 
 
 def _database_url(server_url: str, name: str) -> str:
