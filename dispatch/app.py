@@ -11,6 +11,7 @@ from aiohttp import web
 import ws
 from dispatch import (
     api,
+    api_alerts,
     api_console,
     api_directory,
     api_elders,
@@ -108,6 +109,7 @@ def route_tables(roles: frozenset[str]) -> list[web.RouteTableDef]:
         tables += [
             api.routes,
             api_elders.routes,
+            api_alerts.routes,
             api_directory.routes,
             api_reports.routes,
             api_tokens.routes,

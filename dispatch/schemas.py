@@ -21,6 +21,7 @@ from dispatch.lifecycle import Order, OrderEvent, OrderStatus
 
 __all__ = [
     "AlarmView",
+    "AlertView",
     "CaregiverView",
     "Close",
     "DemandCell",
@@ -366,6 +367,21 @@ class AlarmView(msgspec.Struct, frozen=True):
     raised_at: datetime
     lat: float
     lon: float
+
+
+class AlertView(msgspec.Struct, frozen=True):
+    """An alert for operators; the message holds ids only."""
+
+    alert_id: int
+    kind: str
+    severity: str
+    message: str
+    at: datetime
+    order_id: str | None
+    caregiver_id: str | None
+    region_id: str
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
 
 
 # Tokens

@@ -39,17 +39,23 @@ function beep() {
     osc.start(); osc.stop(audio.currentTime + 0.6);
   } catch (err) { /* no audio device: the banner still flashes */ }
 }
-function raise(kind, key, text) {
+function raise(kind, key, text, alertId) {
   if (state.alerted.has(key)) return;
   state.alerted.add(key);
   const box = $("alert");
   box.hidden = false;
+  box.dataset.alertId = alertId == null ? "" : String(alertId);
   box.className = "loud";
   box.dataset.kind = kind;
   box.textContent = `${t(kind === "escalated" ? "alert_escalated" : "alert_emergency")} · ${text}`;
   beep();
 }
-$("alert").addEventListener("click", () => { $("alert").hidden = true; });
+// A click silences the banner and acknowledges the alert it shows.
+$("alert").addEventListener("click", () => {
+  const box = $("alert");
+  box.hidden = true;
+  if (box.dataset.alertId) api("POST", `/v1/alerts/${box.dataset.alertId}/ack`).catch(() => {});
+});
 
 function absorb(order) {
   const known = state.orders.get(order.order_id);
@@ -239,14 +245,14 @@ function onMessage(raw) {
   if (msg.type === "snapshot") {
     for (const o of body.orders || []) absorb(o);
     for (const c of body.caregivers || []) state.caregivers.set(c.caregiver_id, { ...state.caregivers.get(c.caregiver_id), ...c });
-    for (const a of body.alerts || []) raise(a.kind, `al:${a.alert_id}`, a.message);
+    for (const a of body.alerts || []) raise(a.kind, `al:${a.alert_id}`, a.message, a.alert_id);
   } else if (msg.type === "order_event") {
     if (body.order) absorb(body.order);
     if (state.current && body.event && body.event.order_id === state.current) showOrder(state.current);
   } else if (msg.type === "caregivers") {
     for (const c of body.caregivers || []) state.caregivers.set(c.caregiver_id, { ...state.caregivers.get(c.caregiver_id), ...c });
   } else if (msg.type === "alert") {
-    raise(body.kind, `al:${body.alert_id}`, body.message || body.order_id || "");
+    raise(body.kind, `al:${body.alert_id}`, body.message || body.order_id || "", body.alert_id);
   }
   render();
 }
@@ -268,6 +274,7 @@ async function poll() {
   if (!state.socket) {
     try {
       await loadOrders();
+      for (const a of await api("GET", "/v1/alerts")) raise(a.kind, `al:${a.alert_id}`, a.message, a.alert_id);
       $("live").textContent = t("polling");
       render();
     } catch (err) { $("live").textContent = t("offline"); }

@@ -125,6 +125,7 @@ async def test_no_role_reaches_objects_it_does_not_own(server: str, node: Node) 
         "elder_id": "el-1",
         "caregiver_id": "cg-1",
         "vendor_id": VENDOR.vendor_id,
+        "alert_id": "1",
     }
     # a 404 names the id the caller sent: only personal data counts as a leak
     secrets = _secrets(order_id)[1:]
