@@ -19,7 +19,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from db.embedded import free_port
+from db.directory import upsert_services
+from db.embedded import EmbeddedServers, free_port
+from db.migrate import migrate
+from db.pool import connect_pool
+from dispatch.catalogue import SEED_SERVICES
+from tests.fixtures import load_small_directory
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,7 +32,7 @@ _START_TIMEOUT_S = 90.0
 
 
 class Service:
-    """One ``homecare demo`` process and what it printed at start."""
+    """One ``homecare serve`` process and what it printed at start."""
 
     def __init__(self, data_dir: Path) -> None:
         self.port = free_port()
@@ -36,7 +41,7 @@ class Service:
             "HOMECARE_PORT": str(self.port),
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "demo"],
+            [sys.executable, "-m", "dispatch", "serve"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -74,6 +79,27 @@ class Service:
         return found
 
 
+def _seed(data_dir: Path) -> None:
+    """Load the small directory into the data folder's embedded database."""
+    servers = EmbeddedServers(data_dir)
+    servers.start(redis=False)
+
+    async def load() -> None:
+        pool = await connect_pool(servers.database_url, size=2)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+                await upsert_services(conn, SEED_SERVICES)
+                await load_small_directory(conn)
+        finally:
+            await pool.close()
+
+    try:
+        asyncio.run(load())
+    finally:
+        servers.stop()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -100,7 +126,7 @@ async def _book(service: Service, count: int) -> list[str]:
 
         async def one(i: int) -> str | None:
             body = {
-                "elder_id": f"el-{i + 1:06d}",
+                "elder_id": f"el-{i % 3 + 1}",
                 "service_code": "meal_help",
                 "earliest": start.isoformat(),
                 "latest": (start + timedelta(hours=2)).isoformat(),
@@ -135,6 +161,7 @@ def test_acknowledged_orders_survive_sigkill_and_no_orphans_remain(
 ) -> None:
     """Every 201 before a SIGKILL is still there after a restart."""
     data_dir = tmp_path / "data"
+    _seed(data_dir)
     first = Service(data_dir)
     servers = first.children()
     acknowledged = asyncio.run(_book(first, 40))
