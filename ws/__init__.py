@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from db.live import LiveState
 from dispatch.domain import ActorRole
@@ -39,6 +40,7 @@ logger = logging.getLogger(__name__)
 EDGE = web.AppKey("edge", Edge)
 
 _SHUTDOWN_TIMEOUT_S = 5.0
+_REDIS_WAIT_S = 5.0
 
 R = ActorRole
 
@@ -54,6 +56,39 @@ def _route(
     return handler
 
 
+# what a client of the node's Redis is opened with, beyond its pool's extras
+_REDIS_OPTIONS = frozenset(
+    {
+        "host",
+        "port",
+        "path",
+        "db",
+        "username",
+        "password",
+        "socket_timeout",
+        "socket_connect_timeout",
+        "ssl_keyfile",
+        "ssl_certfile",
+        "ssl_cert_reqs",
+        "ssl_ca_certs",
+        "ssl_check_hostname",
+    }
+)
+
+
+def _edge_redis(redis: Redis, connections: int) -> Redis:
+    """A client of the node's Redis whose pool waits when all are in use."""
+    base = redis.connection_pool
+    options = {k: v for k, v in base.connection_kwargs.items() if k in _REDIS_OPTIONS}
+    pool = BlockingConnectionPool(
+        max_connections=connections,
+        timeout=_REDIS_WAIT_S,
+        connection_class=base.connection_class,
+        **options,
+    )
+    return Redis.from_pool(pool)  # closing the client closes its pool
+
+
 def install(
     app: web.Application,
     node: Node,
@@ -63,6 +98,7 @@ def install(
     origins: frozenset[str] = frozenset(),
     alarm_rules: Mapping[AlarmKind, AlarmRule] = DEFAULT_ALARM_RULES,
     relay: bool = True,
+    redis_connections: int = 64,
 ) -> Edge:
     """Add the realtime edge to ``app``.
 
@@ -75,12 +111,15 @@ def install(
         alarm_rules: How device alarms become orders.
         relay: Whether this node may run the relay (one runs at a time
             across nodes in any case).
+        redis_connections: Redis connections of the edge; a burst of
+            reconnecting phones waits for one instead of failing.
 
     Returns:
         The edge, also kept as ``app[EDGE]``.
     """
-    fanout = ProviderFanout(node.redis, prefix=prefix)
-    live = LiveState(node.redis, prefix=prefix) if prefix else node.live
+    redis = _edge_redis(node.redis, redis_connections)
+    fanout = ProviderFanout(redis, prefix=prefix)
+    live = LiveState(redis, prefix=prefix)
     edge = Edge(node, fanout, Registry(), limits or Limits(), origins)
     locations = LocationBatcher(live)
     console = ConsoleFeed(edge, live)
@@ -100,7 +139,7 @@ def install(
     async def background(app: web.Application) -> AsyncIterator[None]:
         del app
         jobs = [
-            follow_wakes(node.redis, fanout, edge.registry),
+            follow_wakes(redis, fanout, edge.registry),
             locations.run(),
             console.run(),
         ]
@@ -108,7 +147,6 @@ def install(
             jobs.append(Relay(node.pool, fanout, name=RELAY).run())
         running = [asyncio.create_task(job) for job in jobs]
         yield
-        await edge.registry.close_all(1001, b"going_away")
         for task in running + list(edge.tasks):
             task.cancel()
         with contextlib.suppress(TimeoutError):
@@ -117,6 +155,14 @@ def install(
         with contextlib.suppress(Exception):
             async with asyncio.timeout(_SHUTDOWN_TIMEOUT_S):
                 await locations.flush()
+        await redis.aclose()
 
+    async def going_away(app: web.Application) -> None:
+        # websocket handlers end only when their connection closes, and the
+        # runner waits for handlers before it runs the cleanup contexts
+        del app
+        await edge.registry.close_all(1001, b"going_away")
+
+    app.on_shutdown.append(going_away)
     app.cleanup_ctx.append(background)
     return edge

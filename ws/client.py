@@ -36,6 +36,8 @@ HISTORY_TYPES = frozenset(
 _START_TYPES = frozenset({"welcome", "snapshot"})
 
 _TIMEOUT_S = 10.0
+# put in the inbox when the connection closes, so waiting readers wake up
+_CLOSED: dict[str, Any] = {"type": "closed"}
 
 
 class ProtocolError(Exception):
@@ -124,13 +126,14 @@ class Session:
         for waiter in self._waiting.values():
             if not waiter.done():
                 waiter.set_exception(ConnectionError("connection closed"))
+        await self.inbox.put(_CLOSED)
 
     async def send_raw(self, data: str | bytes, *, text: bool | None = None) -> None:
         """Send a frame as given (malformed-input tests)."""
         await self.connection.send(data, text=text)
 
     async def request(
-        self, kind: str, timeout_s: float = _TIMEOUT_S, **fields: Any
+        self, message_type: str, /, timeout_s: float = _TIMEOUT_S, **fields: Any
     ) -> dict[str, Any]:
         """Send a request and return its ``ack`` (``welcome`` for hello).
 
@@ -140,7 +143,7 @@ class Session:
         """
         message_id = str(fields.pop("id", None) or self.next_id())
         reply = await self.exchange(
-            {"type": kind, "id": message_id, "v": 1, **fields}, timeout_s
+            {"type": message_type, "id": message_id, "v": 1, **fields}, timeout_s
         )
         if reply["type"] == "error":
             raise ProtocolError(reply)
@@ -161,10 +164,18 @@ class Session:
     async def next(
         self, kind: str | None = None, timeout_s: float = _TIMEOUT_S
     ) -> dict[str, Any]:
-        """The next queued message (of ``kind``, skipping others)."""
+        """The next queued message (of ``kind``, skipping others).
+
+        Raises:
+            ConnectionError: The connection closed first.
+            TimeoutError: Nothing came within ``timeout_s``.
+        """
         async with asyncio.timeout(timeout_s):
             while True:
                 message = await self.inbox.get()
+                if message is _CLOSED:
+                    self.inbox.put_nowait(_CLOSED)  # for the next caller too
+                    raise ConnectionError("connection closed")
                 if kind is None or message["type"] == kind:
                     return message
 

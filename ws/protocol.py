@@ -627,7 +627,7 @@ _MSGSPEC_CODES: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^Object contains unknown field"), "unknown_field"),
     (re.compile(r"^Invalid value .* - at `\$\.type`$"), "unknown_type"),
     (re.compile(r"^Expected `object`, got `\w+`$"), "not_object"),
-    (re.compile(r"^Expected `\w+` (<|>|of length)"), "out_of_range"),
+    (re.compile(r"^Expected `\w+` (<|>|of length|with|that)"), "out_of_range"),
     (re.compile(r"^Expected `[^`]+`, got"), "wrong_type"),
     (re.compile(r"^Invalid value"), "out_of_range"),
 )

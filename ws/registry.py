@@ -230,15 +230,15 @@ class Connection:
                     await self.deliver()
                 if not self._dirty:
                     return
+        except (TimeoutError, ConnectionResetError):
+            logger.info("slow or gone client closed", extra={"history": self.history})
+            await self.ws.close(code=1013, message=b"slow_client")
         except (RedisError, OSError) as exc:
             # the poll retries; the phone loses nothing
             logger.warning(
                 "history read failed",
                 extra={"history": self.history, "error": type(exc).__name__},
             )
-        except (TimeoutError, ConnectionResetError):
-            logger.info("slow or gone client closed", extra={"history": self.history})
-            await self.ws.close(code=1013, message=b"slow_client")
 
     async def deliver(self) -> None:
         """Send every entry after the cursor; call under :attr:`lock`."""

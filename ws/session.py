@@ -201,6 +201,8 @@ async def _answer(
         re = message.id
         connection.remember(message.id)
         reply = await endpoint.handle(connection, message)
+    except ConnectionResetError:
+        raise  # the client is gone; nobody to answer
     except RateLimitedError as error:
         if connection.refused > limits.burst:
             raise

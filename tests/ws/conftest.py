@@ -68,14 +68,19 @@ class Gateway:
 
 
 async def start_gateway(
-    node: Node, prefix: str, limits: Limits = TEST_LIMITS, **options: Any
+    node: Node,
+    prefix: str,
+    limits: Limits = TEST_LIMITS,
+    *,
+    port: int = 0,
+    **options: Any,
 ) -> Gateway:
-    """An API and edge app on a free loopback port."""
+    """An API and edge app on a loopback port (a free one by default)."""
     app = build_app(node, roles=frozenset({"api"}))
     edge = ws.install(app, node, limits=limits, prefix=prefix, **options)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", port)
     await site.start()
     host, port = runner.addresses[0][:2]
     return Gateway(f"ws://{host}:{port}", node, edge, prefix, runner)
