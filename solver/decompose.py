@@ -12,24 +12,36 @@ parts of a few hundred visits that each get a share of the time limit:
    serve it (a pinned visit always goes with its caregiver);
 4. solve the parts one after another, the time limit shared by size;
 5. offer every visit left out by its part to all caregivers through
-   :mod:`solver.insertion`, cheapest first, so part borders cost few
-   visits.
+   :mod:`solver.insertion`, cheapest first;
+6. split again around other medoids, every planned visit going with its
+   caregiver, and improve each part from the routes found, so that part
+   borders cost few visits.
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from solver.decode import routes_from_sequences
 from solver.insertion import CurrentRoute, InsertionIndex
-from solver.plan import Plan
+from solver.plan import ObjectiveTerms, Plan, SolveStats, SolveStatus
 from solver.problem import Caregiver, Problem, SolveOptions, Visit
 from solver.screening import is_allowed
 
 MEDOID_ROUNDS = 4
 """Rounds of k-medoids refinement; more rounds rarely move a medoid."""
+
+ROUNDS = 3
+"""Splits solved one after the other, each improving the one before."""
+
+ROUND_SHARES = (0.4, 0.25, 0.25)
+"""Share of the time limit of each round (the rest is left for assembly)."""
+
+_NO_STATS = SolveStats(SolveStatus.FEASIBLE, 0, ObjectiveTerms(), 0.0, 0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +87,21 @@ def _closest(travel: Sequence[Sequence[int]], medoids: Sequence[int], a: int) ->
     )
 
 
-def split(problem: Problem, max_part_visits: int, seed: int) -> list[Part]:
+def split(
+    problem: Problem,
+    max_part_visits: int,
+    seed: int,
+    owner: Mapping[str, str] | None = None,
+) -> list[Part]:
     """Cut ``problem`` into parts of about ``max_part_visits`` visits.
 
     Args:
         problem: The problem; it must have at least one caregiver.
         max_part_visits: Target size of a part.
         seed: Seed of the medoid choice.
+        owner: Per visit id, the caregiver currently planned to serve it;
+            such a visit goes to that caregiver's part, so that a plan
+            being improved keeps its routes whole.
 
     Returns:
         Parts covering every caregiver once and every visit at most once;
@@ -116,7 +136,14 @@ def split(problem: Problem, max_part_visits: int, seed: int) -> list[Part]:
         for m in range(k)
     ]
     part_visits: list[list[Visit]] = [[] for _ in range(k)]
+    part_of_id = {
+        c.caregiver_id: part_of_caregiver[i] for i, c in enumerate(caregivers)
+    }
+    owner = owner or {}
     for visit in visits:
+        if visit.visit_id in owner:
+            part_visits[part_of_id[owner[visit.visit_id]]].append(visit)
+            continue
         options = [m for m in range(k) if any(is_allowed(c, visit) for c in members[m])]
         if options:
             best = min(
@@ -171,6 +198,12 @@ def solve_in_parts(
 ) -> tuple[dict[str, list[str]], int, int]:
     """Solve ``problem`` part by part with ``solve_part`` and assemble.
 
+    Two rounds share the time limit. The first solves the parts of one
+    split from scratch. The second splits again around other medoids, each
+    caregiver's planned visits going with the caregiver, and improves each
+    part from the first round's routes, so that visits stranded at a border
+    of the first split get a second chance.
+
     Args:
         problem: The problem.
         options: Options of the whole solve; each part gets a share of the
@@ -180,34 +213,45 @@ def solve_in_parts(
 
     Returns:
         Per caregiver id the visit ids in order, the improving solutions
-        found over all parts, and the number of parts.
+        found over all parts, and the number of parts of the first round.
     """
-    parts = split(problem, max_part_visits, options.seed)
-    total = max(1, sum(len(p.visits) for p in parts))
+    started = time.monotonic()
     sequences: dict[str, list[str]] = {}
-    found = 0
-    for part in parts:
-        if not part.caregivers:
-            continue
-        sub = Problem(problem.travel_s, part.caregivers, part.visits, problem.weights)
-        share_s = max(0.05, 0.9 * options.time_limit_s * len(part.visits) / total)
-        plan = solve_part(
-            sub,
-            SolveOptions(
-                time_limit_s=share_s,
-                seed=options.seed,
-                solution_limit=options.solution_limit,
-                warm_start=options.warm_start,
-                decompose_above_visits=0,
-            ),
+    found, parts_first = 0, 0
+    warm = options.warm_start
+    for round_ in range(ROUNDS):
+        owner = {v: c for c, seq in sequences.items() for v in seq}
+        parts = split(problem, max_part_visits, options.seed + round_, owner)
+        parts_first = parts_first or len(parts)
+        budget_s = options.time_limit_s * ROUND_SHARES[round_]
+        budget_s = min(budget_s, options.time_limit_s - (time.monotonic() - started))
+        total = max(1, sum(len(p.visits) for p in parts))
+        for part in parts:
+            if not part.caregivers:
+                continue
+            sub = Problem(
+                problem.travel_s, part.caregivers, part.visits, problem.weights
+            )
+            share_s = max(0.05, budget_s * len(part.visits) / total)
+            plan = solve_part(
+                sub,
+                SolveOptions(
+                    time_limit_s=share_s,
+                    seed=options.seed + round_,
+                    solution_limit=options.solution_limit,
+                    warm_start=warm,
+                    decompose_above_visits=0,
+                ),
+            )
+            found += plan.stats.solutions_found
+            for route in plan.routes:
+                sequences[route.caregiver_id] = list(route.visit_ids)
+        served = {v for seq in sequences.values() for v in seq}
+        repair(
+            problem,
+            sequences,
+            [v.visit_id for v in problem.visits if v.visit_id not in served],
         )
-        found += plan.stats.solutions_found
-        for route in plan.routes:
-            sequences[route.caregiver_id] = list(route.visit_ids)
-    served = {v for seq in sequences.values() for v in seq}
-    repair(
-        problem,
-        sequences,
-        [v.visit_id for v in problem.visits if v.visit_id not in served],
-    )
-    return sequences, found, len(parts)
+        routes = routes_from_sequences(problem, sequences)
+        warm = Plan(routes, (), _NO_STATS)
+    return sequences, found, parts_first

@@ -22,7 +22,6 @@ from solver.problem import Problem, Visit
 TIME = "time"
 VISITS = "visits"
 LOAD = "load"
-CONTINUITY = "continuity"
 
 
 @dataclass(slots=True)
@@ -174,33 +173,33 @@ def add_continuity(model: Model, problem: Problem) -> None:
     """Continuity of care: the elder's preferred caregivers are favoured.
 
     A visit that names preferred caregivers costs ``not_preferred`` when
-    served by anyone else. The cost is a per-caregiver count dimension
-    (1 for each such visit served) whose value at the route's end is priced
-    by a soft upper bound of 0. (Pricing its span instead left OR-Tools 9.15
-    unable to read routes back after a search.)
+    served by anyone else. The cost is charged on the arc leaving the visit,
+    so each caregiver gets its own arc-cost matrix (travel plus those
+    charges); call after :func:`add_travel_cost`, which it overrides.
+
+    A count dimension with per-caregiver transits would be lighter, but in
+    OR-Tools 9.15 it made ``ReadAssignmentFromRoutes`` refuse feasible
+    routes, which the search relies on.
     """
     weight = problem.weights.not_preferred
     index_map = model.index_map
     if weight <= 0 or not any(v.preferred_caregiver_ids for v in index_map.visits):
         return
+    travel_weight = problem.weights.travel_per_s
+    base = [[travel_weight * t for t in row] for row in model.travel_rows]
     callbacks: dict[tuple[int, ...], int] = {}
-    per_vehicle = []
-    for caregiver in index_map.caregivers:
-        counts = tuple(
-            1 if _not_preferred(v, caregiver.caregiver_id) else 0
-            for v in index_map.visits
-        ) + (0,) * (index_map.num_nodes - index_map.num_visits)
-        if counts not in callbacks:
-            callbacks[counts] = model.routing.RegisterUnaryTransitVector(list(counts))
-        per_vehicle.append(callbacks[counts])
-    limit = index_map.num_visits
-    model.routing.AddDimensionWithVehicleTransits(
-        per_vehicle, 0, limit, True, CONTINUITY
-    )
-    dimension = model.routing.GetDimensionOrDie(CONTINUITY)
-    for vehicle in range(index_map.num_vehicles):
-        end = model.routing.End(vehicle)
-        dimension.SetCumulVarSoftUpperBound(end, 0, weight)
+    for vehicle, caregiver in enumerate(index_map.caregivers):
+        charged = tuple(
+            node
+            for node, visit in enumerate(index_map.visits)
+            if _not_preferred(visit, caregiver.caregiver_id)
+        )
+        if charged not in callbacks:
+            rows = list(base)
+            for node in charged:
+                rows[node] = [cost + weight for cost in base[node]]
+            callbacks[charged] = model.routing.RegisterTransitMatrix(rows)
+        model.routing.SetArcCostEvaluatorOfVehicle(callbacks[charged], vehicle)
 
 
 def _not_preferred(visit: Visit, caregiver_id: str) -> bool:

@@ -97,7 +97,11 @@ class SearchStrategy:
             removed visit is put back.
         polish_every: Iterations between two OR-Tools descents of the
             current solution (every new best is polished at once).
-        polish_share: Most share of the elapsed time spent polishing.
+        polish_share: Most share of the elapsed time spent polishing; one
+            descent may take at most a quarter of that share of the limit.
+        first_descent_share: Most share of the time limit the descent of
+            the first solution may take (it is the slowest, on large parts
+            it would otherwise take it all).
         ortools_recreate: Share of iterations (0 to 1) in which OR-Tools'
             descent alone puts the removed visits back, instead of our
             greedy insertion.
@@ -115,6 +119,7 @@ class SearchStrategy:
     recreate_neighbours: int = 15
     polish_every: int = 20
     polish_share: float = 0.5
+    first_descent_share: float = 0.3
     ortools_recreate: float = 0.0
 
 
@@ -219,22 +224,22 @@ def run_search(
 
     model.routing.CloseModelWithParameters(search_parameters(strategy, time_limit_s))
     solution = None
+    first_s = min(left_s(), strategy.first_descent_share * time_limit_s)
     if initial_routes is not None:
-        solution = _descend(
-            model, search_parameters(strategy, left_s()), initial_routes
-        )
+        solution = _descend(model, search_parameters(strategy, first_s), initial_routes)
         if solution is None:
             logger.info("initial routes infeasible; constructing afresh")
     if solution is None and strategy.construction == "greedy":
         empty: list[list[int]] = [[] for _ in range(model.index_map.num_vehicles)]
         built = recreate(empty, list(range(model.index_map.num_visits)))
-        solution = _descend(model, search_parameters(strategy, left_s()), built)
+        solution = _descend(model, search_parameters(strategy, first_s), built)
     if solution is None:
         solution = _descend(model, search_parameters(strategy, left_s()), None)
     if solution is None:
         return SearchResult(None, 0, 0, 0)
 
     current = best = _routes_of(model, solution)
+    all_nodes = set(range(model.index_map.num_visits))
     current_cost = best_cost = price.total(best)
     served = max(1, sum(len(r) for r in best))
     temperature_start = max(1.0, strategy.temperature_start * best_cost / served)
@@ -243,6 +248,10 @@ def run_search(
         iterations += 1
         since_polish += 1
         ruined, removed = ruin(current)
+        # Visits left out so far are offered again with the removed ones,
+        # so the walk keeps trying to serve more (as SISR recreates all
+        # absent customers).
+        removed += sorted(all_nodes - {n for route in current for n in route})
         ortools_only = rnd.random() < strategy.ortools_recreate
         candidate = ruined if ortools_only else recreate(ruined, removed)
         cost = price.total(candidate)
@@ -262,7 +271,10 @@ def run_search(
         if ortools_only or (due and affordable):
             since_polish = 0
             polish_started = time.monotonic()
-            polished = _descend(model, search_parameters(strategy, left_s()), candidate)
+            polish_limit_s = min(left_s(), strategy.polish_share * time_limit_s / 4)
+            polished = _descend(
+                model, search_parameters(strategy, polish_limit_s), candidate
+            )
             polish_s += time.monotonic() - polish_started
             polishes += 1
             if polished is not None:
