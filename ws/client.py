@@ -118,11 +118,13 @@ class Session:
                 kind = message.get("type")
                 if kind in _START_TYPES or kind in HISTORY_TYPES:
                     self.last_seq = message["seq"]
-                waiter = self._waiting.pop(str(message.get("re")), None)
-                if kind in ("ack", "error", "welcome") and waiter is not None:
-                    waiter.set_result(message)
-                else:
+                waiter = None
+                if kind in ("ack", "error", "welcome"):
+                    waiter = self._waiting.pop(str(message.get("re")), None)
+                if waiter is None:
                     await self.inbox.put(message)
+                elif not waiter.done():  # the requester may have given up
+                    waiter.set_result(message)
         for waiter in self._waiting.values():
             if not waiter.done():
                 waiter.set_exception(ConnectionError("connection closed"))
@@ -156,10 +158,14 @@ class Session:
         future: asyncio.Future[dict[str, Any]] = (
             asyncio.get_running_loop().create_future()
         )
-        self._waiting[str(message["id"])] = future
-        await self.connection.send(json.dumps(message))
-        async with asyncio.timeout(timeout_s):
-            return await future
+        message_id = str(message["id"])
+        self._waiting[message_id] = future
+        try:
+            await self.connection.send(json.dumps(message))
+            async with asyncio.timeout(timeout_s):
+                return await future
+        finally:
+            self._waiting.pop(message_id, None)
 
     async def next(
         self, kind: str | None = None, timeout_s: float = _TIMEOUT_S
