@@ -38,8 +38,11 @@ MEDOID_ROUNDS = 4
 ROUNDS = 3
 """Splits solved one after the other, each improving the one before."""
 
-ROUND_SHARES = (0.4, 0.25, 0.25)
-"""Share of the time limit of each round (the rest is left for assembly)."""
+ROUND_SHARES = (0.4, 0.3, 0.3)
+"""Relative share of the time of each round."""
+
+ASSEMBLY_SHARE = 0.08
+"""Share of the time limit kept for screening, splitting and assembly."""
 
 _NO_STATS = SolveStats(SolveStatus.FEASIBLE, 0, ObjectiveTerms(), 0.0, 0, 0)
 
@@ -164,30 +167,70 @@ def split(
 def repair(
     problem: Problem, sequences: dict[str, list[str]], left_out: Sequence[str]
 ) -> None:
-    """Insert left-out visits wherever they fit cheapest, in place.
+    """Put left-out visits back wherever they fit cheapest, in place.
 
     Visits are tried most important first (by left-out cost), each at the
     cheapest feasible position among all caregivers, and only where that
-    position costs less than leaving the visit out.
+    position costs less than leaving the visit out. A visit that fits
+    nowhere may then take the place of one visit that costs less to leave
+    out (an urgent visit displacing a routine one), which is put back
+    elsewhere if it fits.
     """
     visit_of = {v.visit_id: v for v in problem.visits}
+    weights = problem.weights
     ordered = sorted(
         (visit_of[v] for v in left_out),
-        key=lambda v: (-problem.weights.left_out_cost(v), v.earliest_s, v.visit_id),
+        key=lambda v: (-weights.left_out_cost(v), v.earliest_s, v.visit_id),
     )
-    for visit in ordered:
-        routes = [
-            CurrentRoute(
-                c, tuple(visit_of[v] for v in sequences.get(c.caregiver_id, ()))
+    if not ordered:
+        return
+    routes = [
+        CurrentRoute(c, tuple(visit_of[v] for v in sequences.get(c.caregiver_id, ())))
+        for c in problem.caregivers
+    ]
+    index = InsertionIndex(problem.travel_s, routes, weights)
+    pending = list(ordered)
+    while pending:
+        visit = pending.pop(0)
+        ranked = index.rank(visit).insertions
+        if ranked and ranked[0].cost < weights.left_out_cost(visit):
+            index.apply(ranked[0], visit)
+            continue
+        ejected = _eject_for(problem, index, visit)
+        if ejected is not None:
+            pending.append(ejected)
+    for route in index.routes:
+        sequences[route.caregiver.caregiver_id] = [v.visit_id for v in route.visits]
+
+
+def _eject_for(problem: Problem, index: InsertionIndex, visit: Visit) -> Visit | None:
+    """Serve ``visit`` instead of the cheapest-to-leave-out visit it can replace.
+
+    Returns the visit taken out, or ``None`` if no single removal makes room.
+    """
+    weights = problem.weights
+    worth = weights.left_out_cost(visit)
+    best: tuple[int, int, int, Visit] | None = None  # penalty, cost, route, out
+    for k, route in enumerate(index.routes):
+        for out in route.visits:
+            penalty = weights.left_out_cost(out)
+            if penalty >= worth or (best is not None and penalty > best[0]):
+                continue
+            shorter = CurrentRoute(
+                route.caregiver, tuple(v for v in route.visits if v is not out)
             )
-            for c in problem.caregivers
-        ]
-        result = InsertionIndex(problem.travel_s, routes, problem.weights).rank(visit)
-        if result.insertions:
-            best = result.insertions[0]
-            sequences.setdefault(best.caregiver_id, []).insert(
-                best.position, visit.visit_id
-            )
+            trial = InsertionIndex(problem.travel_s, [shorter], weights).rank(visit)
+            if trial.insertions:
+                candidate = (penalty, trial.insertions[0].cost, k, out)
+                if best is None or candidate[:2] < best[:2]:
+                    best = candidate
+    if best is None:
+        return None
+    _, _, k, out = best
+    route = index.routes[k]
+    index.replace(k, tuple(v for v in route.visits if v is not out))
+    index.apply(index.rank(visit, [k]).insertions[0], visit)
+    return out
 
 
 def solve_in_parts(
@@ -223,8 +266,11 @@ def solve_in_parts(
         owner = {v: c for c, seq in sequences.items() for v in seq}
         parts = split(problem, max_part_visits, options.seed + round_, owner)
         parts_first = parts_first or len(parts)
-        budget_s = options.time_limit_s * ROUND_SHARES[round_]
-        budget_s = min(budget_s, options.time_limit_s - (time.monotonic() - started))
+        # What is left, less a reserve for assembling, shared among the
+        # rounds still to run by their shares.
+        left_s = options.time_limit_s * (1 - ASSEMBLY_SHARE)
+        left_s -= time.monotonic() - started
+        budget_s = left_s * ROUND_SHARES[round_] / sum(ROUND_SHARES[round_:])
         total = max(1, sum(len(p.visits) for p in parts))
         for part in parts:
             if not part.caregivers:

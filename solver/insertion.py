@@ -221,6 +221,12 @@ class InsertionIndex:
                 return
         raise KeyError(insertion.caregiver_id)
 
+    def replace(self, position: int, visits: tuple[Visit, ...]) -> None:
+        """Give the route at ``position`` new visits and refresh its slack."""
+        route = CurrentRoute(self._current[position].caregiver, visits)
+        self._current[position] = route
+        self._routes[position] = _slack(self._travel_s, route)
+
     def rank(
         self, visit: Visit, only: Collection[int] | None = None
     ) -> InsertionResult:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from solver import Caregiver, Problem, SolveOptions, Visit, solve, travel_matrix
-from solver.decompose import split
+from solver import (
+    Caregiver,
+    Priority,
+    Problem,
+    SolveOptions,
+    Visit,
+    solve,
+    travel_matrix,
+)
+from solver.decompose import repair, split
 
 HOUR_S = 3600
 
@@ -81,3 +89,17 @@ def test_decomposed_solve_serves_both_towns_without_crossing() -> None:
     assert plan.stats.parts == 2
     assert plan.unassigned == ()
     assert set(plan.route_of("west").visit_ids) == {"w1", "w2", "w3", "w4"}  # type: ignore[union-attr]
+
+
+def test_repair_lets_an_urgent_visit_displace_a_routine_one() -> None:
+    """With room for one visit, repair swaps the routine visit for the urgent."""
+    problem = Problem(
+        TWO_TOWNS,
+        (_caregiver("west", 0, max_visits=1),),
+        (_visit("routine", 1), _visit("urgent", 2, priority=Priority.URGENT)),
+    )
+    sequences = {"west": ["routine"]}
+
+    repair(problem, sequences, ["urgent"])
+
+    assert sequences == {"west": ["urgent"]}
