@@ -100,6 +100,9 @@ function drawMap() {
   for (const c of state.caregivers.values()) if (c.lat != null) points.push([c.lat, c.lon]);
   for (const o of state.orders.values()) if (OPEN.includes(o.status)) points.push([o.lat, o.lon]);
   ctx.clearRect(0, 0, canvas.width, canvas.height);
+  // what the map shows, for people reading the page and for tests
+  canvas.dataset.caregivers = String(points.length - [...state.orders.values()].filter((o) => OPEN.includes(o.status)).length);
+  canvas.dataset.orders = String(points.length - Number(canvas.dataset.caregivers));
   if (!points.length) return;
   let [minLat, maxLat, minLon, maxLon] = [90, -90, 180, -180];
   for (const [la, lo] of points) {
@@ -268,16 +271,21 @@ function connect() {
     $("live").textContent = t("live"); $("live").className = "pill on";
   };
   socket.onmessage = (ev) => onMessage(ev.data);
-  socket.onclose = () => { state.socket = null; setTimeout(connect, 3000); };
+  socket.onclose = (ev) => {
+    state.socket = null;
+    $("live").className = "pill";
+    $("live").dataset.closed = `${ev.code} ${ev.reason}`;
+    setTimeout(connect, 3000);
+  };
 }
 async function poll() {
   if (!state.socket) {
     try {
       await loadOrders();
       for (const a of await api("GET", "/v1/alerts")) raise(a.kind, `al:${a.alert_id}`, a.message, a.alert_id);
-      $("live").textContent = t("polling");
+      if (!state.socket) $("live").textContent = t("polling");
       render();
-    } catch (err) { $("live").textContent = t("offline"); }
+    } catch (err) { if (!state.socket) $("live").textContent = t("offline"); }
   }
   setTimeout(poll, 500);
 }

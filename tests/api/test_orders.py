@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -11,6 +12,7 @@ from dispatch import openapi
 from dispatch.app import build_app
 from dispatch.domain import Actor, ActorRole
 from dispatch.lifecycle import Trigger
+from dispatch.metrics import BOOKED_TO_OFFER, OFFER_TO_ACCEPT, OFFERS
 from dispatch.node import Node
 from tests.api.conftest import OPERATOR, bearer, book
 
@@ -169,3 +171,19 @@ async def test_metrics_use_route_templates_and_no_ids(server: str, node: Node) -
     assert order["order_id"] not in text
     assert "# TYPE homecare_http_request_duration_seconds histogram" in text
     assert "# TYPE homecare_offers_total counter" in text
+
+
+async def test_metrics_follow_offers_and_acceptances(server: str, node: Node) -> None:
+    """Offers, booked-to-offer and offer-to-accept come from the committed log."""
+    offers = OFFERS.value("urgent")
+    waits = BOOKED_TO_OFFER.count("urgent")
+    accepts = OFFER_TO_ACCEPT.count("urgent")
+    async with aiohttp.ClientSession(headers=OPERATOR) as http:
+        order_id = (await book(http, server, priority="urgent"))["order_id"]
+    await _offer(node, order_id)
+    await node.commands.act(CG1, order_id, Trigger.ACCEPT)
+    async with asyncio.timeout(5):
+        while OFFER_TO_ACCEPT.count("urgent") == accepts:  # noqa: ASYNC110  # the follower runs on this loop
+            await asyncio.sleep(0.05)
+    assert OFFERS.value("urgent") == offers + 1
+    assert BOOKED_TO_OFFER.count("urgent") == waits + 1

@@ -72,6 +72,9 @@ async def whole(backing: Backing, clean: asyncpg.Pool) -> AsyncIterator[Whole]:
             token = token_for(node, ActorRole.CAREGIVER, caregiver.caregiver_id)
             session = await Session.open(f"ws://{host}:{port}/v1/caregiver", token)
             await session.request("hello")
+            await session.request(
+                "location", lat=caregiver.home.lat, lon=caregiver.home.lon
+            )
             phones[caregiver.caregiver_id] = session
         try:
             yield Whole(node, f"http://{host}:{port}", phones)
@@ -115,6 +118,8 @@ async def _status(page: Any, status: str, timeout_ms: int = 10_000) -> None:
 async def test_hotline_story_on_a_whole_node(console: Any, whole: Whole) -> None:
     """Find by phone, book, offered and accepted live, reassign, close."""
     page = console
+    # the map draws the three caregivers from their phones' locations
+    await page.wait_for_selector("#map[data-caregivers='3']", timeout=10_000)
     await page.fill("#phone", ELDERS[0].phone)
     await page.click("#find button")
     await page.wait_for_selector("#book:not([hidden])")
