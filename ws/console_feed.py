@@ -35,7 +35,7 @@ from ws.protocol import (
     error_message,
 )
 from ws.registry import Connection
-from ws.session import Edge
+from ws.session import ACQUIRE_TIMEOUT_S, Edge
 from ws.views import caregiver_states, console_alerts, open_orders
 
 __all__ = ["ConsoleFeed"]
@@ -115,7 +115,7 @@ class ConsoleFeed:
 
     async def _start_over(self, connection: Connection, *, history_lost: bool) -> None:
         position = await self._edge.fanout.position(CONSOLE)
-        async with self._edge.node.pool.acquire() as conn:
+        async with self._edge.node.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             orders = await open_orders(conn)
             alerts = await console_alerts(conn)
         caregivers = await self._all_caregivers()
@@ -132,7 +132,7 @@ class ConsoleFeed:
 
     async def _all_caregivers(self) -> list[CaregiverState]:
         if time.monotonic() - self._directory_at > _DIRECTORY_REFRESH_S:
-            async with self._edge.node.pool.acquire() as conn:
+            async with self._edge.node.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 rows = await conn.fetch(
                     "select caregiver_id from caregiver where active order by 1"
                 )

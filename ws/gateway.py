@@ -49,7 +49,7 @@ from ws.protocol import (
     encode,
 )
 from ws.registry import Connection
-from ws.session import Edge
+from ws.session import ACQUIRE_TIMEOUT_S, Edge
 from ws.views import alert_message, phone_orders
 
 __all__ = ["Gateway"]
@@ -202,7 +202,7 @@ class Gateway:
         )
 
     async def _snapshot(self, provider_id: str) -> PhoneSnapshot:
-        async with self._edge.node.pool.acquire() as conn:
+        async with self._edge.node.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             orders = await phone_orders(conn, provider_id)
         plan = await self._edge.fanout.latest_plan(provider_id)
         if plan is None:
@@ -229,7 +229,7 @@ class Gateway:
             at=self._edge.node.clock.now(),
             caregiver_id=actor.actor_id,
         )
-        async with self._edge.node.pool.acquire() as conn:
+        async with self._edge.node.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             alert, created = await raise_alert(conn, draft)
         message = alert_message(alert)
         await self._edge.fanout.publish(CONSOLE, message.id, encode(message))

@@ -28,7 +28,7 @@ from dispatch.errors import ForbiddenError, SettingsError
 from ws.fanout import CONSOLE
 from ws.protocol import Ack, Alarm, AlarmKind, IntakeOrder, IntakeRequest, encode
 from ws.registry import Connection
-from ws.session import Edge
+from ws.session import ACQUIRE_TIMEOUT_S, Edge
 from ws.views import alert_message
 
 __all__ = ["DEFAULT_ALARM_RULES", "AlarmRule", "Intake", "load_alarm_rules"]
@@ -206,7 +206,7 @@ class Intake:
             order_id=order.order_id,
             region_id=order.region_id,
         )
-        async with self._edge.node.pool.acquire() as conn:
+        async with self._edge.node.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             alert, created = await raise_alert(conn, draft)
         alert_body = alert_message(alert)
         await self._edge.fanout.publish(CONSOLE, alert_body.id, encode(alert_body))

@@ -43,9 +43,12 @@ from ws.protocol import (
 )
 from ws.registry import Connection, Limits, Registry, token_key
 
-__all__ = ["Edge", "Endpoint", "serve"]
+__all__ = ["ACQUIRE_TIMEOUT_S", "Edge", "Endpoint", "serve"]
 
 logger = logging.getLogger(__name__)
+
+#: Longest wait for a PostgreSQL connection of the node's pool, in seconds.
+ACQUIRE_TIMEOUT_S = 10.0
 
 
 @dataclass(slots=True)
