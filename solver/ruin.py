@@ -151,6 +151,29 @@ class GreedyInsertion:
         node_of = self._node_of
         return [[node_of[v.visit_id] for v in r.visits] for r in index.routes]
 
+    def salvage(self, routes: Sequence[Sequence[int]]) -> tuple[Routes, list[int]]:
+        """Keep of each route what is still feasible, in the same caregiver.
+
+        Visits are re-inserted route by route, in their order, each at its
+        cheapest feasible place in its own caregiver's route; those that no
+        longer fit (the day moved on, a window changed) are returned apart.
+        """
+        index_map, problem = self._model.index_map, self._model.problem
+        visits = index_map.visits
+        empty = [CurrentRoute(c) for c in index_map.caregivers]
+        index = InsertionIndex(problem.travel_s, empty, problem.weights)
+        dropped: list[int] = []
+        for k, route in enumerate(routes):
+            for node in route:
+                ranked = index.rank(visits[node], [k]).insertions
+                if ranked:
+                    index.apply(ranked[0], visits[node])
+                else:
+                    dropped.append(node)
+        node_of = self._node_of
+        kept = [[node_of[v.visit_id] for v in r.visits] for r in index.routes]
+        return kept, dropped
+
 
 def _nearest(model: Model, count: int) -> list[list[int]]:
     """Per visit node, the ``count`` nearest other visit nodes."""

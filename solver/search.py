@@ -198,9 +198,9 @@ def run_search(
         max_iterations: Stop after this many ruin and recreate iterations;
             with it, equal seeds give equal results on any machine fast
             enough to finish within the time limit.
-        initial_routes: Per vehicle, visit nodes in order. They must be
-            feasible; infeasible routes are ignored and the first-solution
-            strategy used instead.
+        initial_routes: Per vehicle, visit nodes in order. Where they are
+            no longer feasible, each route keeps what still fits and the
+            rest is inserted afresh.
 
     Returns:
         The best routes found.
@@ -228,7 +228,12 @@ def run_search(
     if initial_routes is not None:
         solution = _descend(model, search_parameters(strategy, first_s), initial_routes)
         if solution is None:
-            logger.info("initial routes infeasible; constructing afresh")
+            # Keep what still fits of the previous plan, then put the rest
+            # back wherever it fits.
+            kept, dropped = recreate.salvage(initial_routes)
+            logger.info("initial routes infeasible; salvaged dropped=%s", len(dropped))
+            built = recreate(kept, dropped)
+            solution = _descend(model, search_parameters(strategy, first_s), built)
     if solution is None and strategy.construction == "greedy":
         empty: list[list[int]] = [[] for _ in range(model.index_map.num_vehicles)]
         built = recreate(empty, list(range(model.index_map.num_visits)))

@@ -122,9 +122,10 @@ def solve(
 
     Returns:
         The plan. Visits that cannot or should not be served are in
-        ``Plan.unassigned`` with a reason; a search that finds nothing
-        returns status ``no_solution`` with every screened-in visit
-        unassigned.
+        ``Plan.unassigned`` with a reason. If OR-Tools finds nothing the
+        status is ``no_solution`` and the plan holds only what greedy
+        insertion could place. A warm start that is no longer feasible is
+        salvaged: each caregiver keeps what still fits of the old route.
     """
     started = time.monotonic()
     strategy = strategy or SearchStrategy()

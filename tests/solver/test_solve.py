@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from solver import (
@@ -201,6 +203,30 @@ def test_warm_start_from_a_plan_reproduces_that_plan() -> None:
     again = solve(problem, SolveOptions(time_limit_s=2.0, seed=9, warm_start=first))
 
     assert [r.visit_ids for r in again.routes] == [r.visit_ids for r in first.routes]
+
+
+def test_stale_warm_start_keeps_what_still_fits_with_each_caregiver() -> None:
+    """When the day moved on, each caregiver keeps the visits still feasible."""
+    visits = tuple(_visit(f"v{k}", k, latest_s=11 * HOUR_S) for k in range(1, 5))
+    caregivers = (
+        _caregiver("ann"),
+        _caregiver("bob", start_location=4, end_location=4),
+    )
+    first = solve(Problem(LINE, caregivers, visits), OPTIONS)
+    # Now it is 10:50: only one more visit can still start by 11:00 for each.
+    later = tuple(replace(c, shift_start_s=10 * HOUR_S + 3000) for c in caregivers)
+
+    again = solve(
+        Problem(LINE, later, visits),
+        SolveOptions(time_limit_s=1.0, seed=3, solution_limit=2, warm_start=first),
+    )
+
+    assert again.stats.status == SolveStatus.FEASIBLE
+    for route in again.routes:
+        old = first.route_of(route.caregiver_id)
+        assert old is not None
+        assert set(route.visit_ids) <= set(old.visit_ids)
+        assert len(route.visit_ids) == 1
 
 
 def test_same_seed_and_solution_limit_give_the_same_plan() -> None:
