@@ -249,3 +249,40 @@ async def test_restarted_dispatcher_acts_on_deadlines_that_passed(
     await second.dispatcher.check_deadlines()
     events = await second.store.events(order_id)
     assert [e.trigger for e in events][2:] == [Trigger.EXPIRE, Trigger.OFFER]
+
+
+async def test_order_beyond_the_commit_horizon_waits_then_goes_to_its_planned_caregiver(
+    clean: asyncpg.Pool,
+) -> None:
+    """Planned but not offered until its window comes within the horizon."""
+    h = Harness(clean, commit_ahead=timedelta(hours=1))
+    await h.dispatcher.start()
+    later = await h.book("el-2", start_min=180)
+    assert await h.holder(later) is None
+    plan = await h.dispatcher.reoptimise(REGION)
+    assert plan is not None
+    planned = {v.visit_id: r.caregiver_id for r in plan.routes for v in r.visits}
+    await h.dispatcher.commit_due()
+    assert await h.holder(later) is None
+    h.clock.advance(2 * 3600 + 60)
+    await h.dispatcher.commit_due()
+    assert await h.holder(later) == planned[later]
+
+
+async def test_ladder_prefers_a_free_caregiver_over_a_busy_one_nearby(
+    harness: Harness,
+) -> None:
+    """An emergency goes to whoever can be at the door first."""
+    visit = await harness.book("el-2", width_min=60)
+    assert await harness.holder(visit) == "cg-1"
+    await harness.act(1, visit, Trigger.ACCEPT)
+    await harness.act(1, visit, Trigger.DEPART)
+    await harness.store.transition(
+        visit, Trigger.CHECK_IN, caregiver(1), payload={"distance_m": 0}
+    )
+    await harness.act(1, visit, Trigger.START)
+    emergency = await harness.book("el-1", priority=Priority.EMERGENCY)
+    order = await harness.store.get(emergency)
+    assert order.offer_provider_id == "cg-2"
+    explanation = (await harness.store.events(emergency))[-1].payload["explanation"]
+    assert "cg-1" in [a["caregiver_id"] for a in explanation["alternatives"]]

@@ -58,7 +58,7 @@ async def test_tiny_day_replays_under_every_policy(
         assert figures["orders"] == 60
         assert figures["served_in_window"] > 0
         assert figures["travel_km_per_visit"] > 0
-        assert figures["offers_per_order"] >= 0.5
+        assert figures["offers_per_order"] > 0
     assert bound["served_in_window"] >= 1
     assert "travel_saving_vs_greedy_pct" in report["comparison"]
     sim_url = backing.database_url.rsplit("/", 1)[0] + "/homecare_sim"
