@@ -72,7 +72,7 @@ class Service:
 
     def children(self) -> list[int]:
         """Process ids of the service's direct children (the servers)."""
-        found = []
+        found: list[int] = []
         for task in Path(f"/proc/{self.process.pid}/task").iterdir():
             text = (task / "children").read_text().split()
             found.extend(int(pid) for pid in text)
