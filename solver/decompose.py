@@ -41,7 +41,7 @@ ROUNDS = 3
 ROUND_SHARES = (0.4, 0.3, 0.3)
 """Relative share of the time of each round."""
 
-ASSEMBLY_SHARE = 0.08
+ASSEMBLY_SHARE = 0.12
 """Share of the time limit kept for screening, splitting and assembly."""
 
 _NO_STATS = SolveStats(SolveStatus.FEASIBLE, 0, ObjectiveTerms(), 0.0, 0, 0)

@@ -247,7 +247,10 @@ def run_search(
     all_nodes = set(range(model.index_map.num_visits))
     current_cost = best_cost = price.total(best)
     served = max(1, sum(len(r) for r in best))
-    temperature_start = max(1.0, strategy.temperature_start * best_cost / served)
+    # Scale by the cost of serving (travel and the like), not by penalties
+    # of left-out visits, which would make the walk accept any detour.
+    serving_cost = best_cost - price.left_out(best)
+    temperature_start = max(1.0, strategy.temperature_start * serving_cost / served)
     found, iterations, since_polish, polish_s, polishes = 1, 0, 0, 0.0, 0
     while left_s() > 0 and (max_iterations is None or iterations < max_iterations):
         iterations += 1
