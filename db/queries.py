@@ -164,8 +164,9 @@ async def search_elders(
         digits = "".join(ch for ch in phone if ch.isdigit())
         if len(digits) < 3:
             raise ValidationError("give at least 3 digits of the phone", code="invalid")
-        args.append("%" + digits)
-        clauses.append(f"phone like ${len(args)}")
+        # a suffix is a prefix of the reversed number (index in 0005)
+        args.append(digits[::-1] + "%")
+        clauses.append(f"reverse(phone) like ${len(args)}")
     if name:
         escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         args.append(escaped + "%")

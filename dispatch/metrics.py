@@ -9,8 +9,9 @@ priority, kind), never a person's id.
 What the API node measures itself: request latency. What follows from the
 committed order log (:class:`LogMetrics`, on the API node): offers and
 escalations by priority, booked-to-offer and offer-to-accept latency by
-priority. The websocket edge sets :data:`CONNECTIONS` and the dispatcher
-observes :data:`SOLVE_SECONDS`; both are here so that there is one registry.
+priority. Open websocket connections by endpoint (:data:`CONNECTIONS`) are
+read from the realtime edge's registry at each scrape; the dispatcher is to
+observe :data:`SOLVE_SECONDS` (it is here so that there is one registry).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aiohttp import web
 from db.outbox import OutboxEvent, OutboxReader
 from dispatch.http import Handler, allow
 from dispatch.openapi import TEXT, describe
+from ws import EDGE
 
 __all__ = [
     "BOOKED_TO_OFFER",
@@ -372,6 +374,21 @@ def log_metrics(pool_of: Any) -> Any:
     return context
 
 
+_ENDPOINTS = ("caregiver", "intake", "console")
+
+
+def _count_connections(app: web.Application) -> None:
+    """Read the realtime edge's open connections, when this node serves it."""
+    edge = app.get(EDGE)
+    if edge is None:
+        return
+    counts = dict.fromkeys(_ENDPOINTS, 0)
+    for connection in list(edge.registry.connections):
+        counts[connection.endpoint] = counts.get(connection.endpoint, 0) + 1
+    for endpoint, n in counts.items():
+        CONNECTIONS.set(n, endpoint)
+
+
 routes = web.RouteTableDef()
 
 
@@ -380,7 +397,7 @@ routes = web.RouteTableDef()
 @describe(content_type=TEXT)
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics of this process (text format 0.0.4)."""
-    del request
+    _count_connections(request.app)
     return web.Response(
         text=REGISTRY.render(),
         content_type="text/plain",

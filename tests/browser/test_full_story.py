@@ -164,6 +164,11 @@ async def test_hotline_story_on_a_whole_node(console: Any, whole: Whole) -> None
     await page.click("#close button")
     await _status(page, "closed")
     await page.screenshot(path=ARTIFACTS / "whole-02-closed.png")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{whole.url}/metrics") as r:
+            metrics = await r.text()
+    assert 'homecare_websocket_connections{kind="caregiver"} 3' in metrics
+    assert 'homecare_websocket_connections{kind="console"} 1' in metrics
 
 
 async def test_emergency_alert_within_a_second_on_a_whole_node(
