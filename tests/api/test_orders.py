@@ -187,3 +187,29 @@ async def test_metrics_follow_offers_and_acceptances(server: str, node: Node) ->
             await asyncio.sleep(0.05)
     assert OFFERS.value("urgent") == offers + 1
     assert BOOKED_TO_OFFER.count("urgent") == waits + 1
+
+
+async def test_concurrent_retries_book_once(server: str, node: Node) -> None:
+    """Twenty simultaneous retries make one order; the rest replay it or get 409."""
+    headers = OPERATOR | {"Idempotency-Key": "burst"}
+    body = {
+        "elder_id": "el-2",
+        "service_code": "meal_help",
+        "earliest": "2026-12-03T09:00:00+00:00",
+        "latest": "2026-12-03T11:00:00+00:00",
+    }
+    async with aiohttp.ClientSession(headers=headers) as http:
+
+        async def one() -> tuple[int, str, str]:
+            async with http.post(f"{server}/v1/orders", json=body) as r:
+                answer = await r.json()
+                replayed = r.headers.get("Idempotent-Replayed", "")
+                return r.status, answer.get("order_id", answer.get("code")), replayed
+
+        results = await asyncio.gather(*(one() for _ in range(20)))
+    assert {status for status, _, _ in results} <= {201, 409}
+    created = [r for r in results if r[0] == 201 and not r[2]]
+    assert len(created) == 1
+    assert {r[1] for r in results if r[0] == 201} == {created[0][1]}
+    assert {r[1] for r in results if r[0] == 409} <= {"idempotency_in_progress"}
+    assert await node.pool.fetchval('select count(*) from "order"') == 1
