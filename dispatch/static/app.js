@@ -145,8 +145,24 @@ async function showOrder(orderId) {
     li.textContent = `${fmtTime(e.at)} ${e.trigger}: ${e.from_status || "-"} → ${e.to_status} (${e.actor_role}:${e.actor_id})${e.reason ? " · " + e.reason : ""}`;
     return li;
   }));
-  $("o-explanation").textContent = why.explanation
-    ? `${why.provider_id} · ${why.offered_by}\n${JSON.stringify(why.explanation, null, 2)}` : t("none");
+  $("o-explanation").textContent = why.explanation ? explain(why) : t("none");
+}
+
+// The dispatcher's reasons in words; fields it did not record are left out.
+function explain(why) {
+  const e = why.explanation;
+  const lines = [`${why.provider_id} · ${t("offered_by")} ${why.offered_by}`];
+  const fields = [
+    ["travel_added_min", (v) => `${v} min`], ["skills_matched", (v) => v.join(", ") || "-"],
+    ["continuity", (v) => (v ? "✓" : "✗")], ["load", String], ["lateness_min", (v) => `${v} min`],
+    ["candidates", String], ["reason", String], ["chosen_by", String],
+  ];
+  for (const [key, show] of fields) if (e[key] !== undefined) lines.push(`${t("x_" + key)}: ${show(e[key])}`);
+  for (const alt of e.alternatives || [])
+    lines.push(`  ✗ ${alt.caregiver_id} (+${alt.travel_added_min} min): ${alt.why_lost || ""}`);
+  const rejected = Object.entries(e.rejected || {});
+  if (rejected.length) lines.push(`${t("x_rejected")}: ${rejected.map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  return lines.join("\n");
 }
 
 async function orderAction(path, body) {
@@ -207,6 +223,7 @@ $("book").onsubmit = async (ev) => {
     }, { "Idempotency-Key": crypto.randomUUID ? crypto.randomUUID() : String(Math.random()) });
     $("intake-msg").textContent = `${t("booked_ok")} ${order.order_id}`;
     absorb(order);
+    refreshKpis();
     render();
     await showOrder(order.order_id);
   } catch (err) { $("intake-msg").textContent = err.message; }
@@ -222,6 +239,12 @@ async function loadOrders() {
 }
 async function loadCaregivers() {
   for (const c of await api("GET", "/v1/caregivers?limit=500")) state.caregivers.set(c.caregiver_id, c);
+}
+// KPIs follow changes, at most every two seconds.
+let kpiTimer = null;
+function refreshKpis() {
+  if (kpiTimer) return;
+  kpiTimer = setTimeout(() => { kpiTimer = null; loadKpis().catch(() => {}); }, 2000);
 }
 async function loadKpis() {
   const r = await api("GET", "/v1/reports/summary");
@@ -251,6 +274,7 @@ function onMessage(raw) {
     for (const a of body.alerts || []) raise(a.kind, `al:${a.alert_id}`, a.message, a.alert_id);
   } else if (msg.type === "order_event") {
     if (body.order) absorb(body.order);
+    refreshKpis();
     if (state.current && body.event && body.event.order_id === state.current) showOrder(state.current);
   } else if (msg.type === "caregivers") {
     for (const c of body.caregivers || []) state.caregivers.set(c.caregiver_id, { ...state.caregivers.get(c.caregiver_id), ...c });

@@ -15,13 +15,19 @@ const TEXTS = {
     settlement: "Settlement (cents)", follow_up: "follow-up", close: "Close",
     booked_ok: "Booked", alert_emergency: "EMERGENCY", alert_escalated: "ESCALATED — act now",
     kpi_today: "Today", kpi_on_time: "On time", kpi_em_accept: "Emergency accept p50",
-    none: "none yet", no_elder: "No elder with this phone",
+    none: "none yet", no_elder: "No elder with this phone", offered_by: "offered by",
+    x_travel_added_min: "Added travel", x_skills_matched: "Skills matched", x_continuity: "Continuity of care",
+    x_load: "Caregiver's load", x_lateness_min: "Lateness", x_candidates: "Candidates",
+    x_reason: "Reason", x_chosen_by: "Chosen by", x_rejected: "Ruled out",
   },
 };
 const ZH_EXTRA = {
   live: "实时", polling: "轮询", booked_ok: "已下单", alert_emergency: "紧急求助",
   alert_escalated: "已升级，请立即处理", kpi_today: "今日订单", kpi_on_time: "准时率",
-  kpi_em_accept: "紧急接单中位", none: "暂无", no_elder: "未找到该号码的老人",
+  kpi_em_accept: "紧急接单中位", none: "暂无", no_elder: "未找到该号码的老人", offered_by: "派单方",
+  x_travel_added_min: "增加路程", x_skills_matched: "匹配技能", x_continuity: "服务连续性",
+  x_load: "护理员负荷", x_lateness_min: "迟到", x_candidates: "候选人数", x_reason: "原因",
+  x_chosen_by: "指定人", x_rejected: "排除",
 };
 let lang = sessionStorage.getItem("lang") || "zh";
 function t(key) {

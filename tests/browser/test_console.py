@@ -74,9 +74,16 @@ async def _offer(node: Node, order_id: str, caregiver_id: str) -> None:
             "provider_id": caregiver_id,
             "expires_at": "2099-01-01T00:00:00+00:00",
             "explanation": {
-                "travel_min": 6.0,
+                "travel_added_min": 6.0,
                 "skills_matched": ["care"],
-                "alternatives": [{"caregiver_id": "cg-3", "why": "farther"}],
+                "continuity": False,
+                "alternatives": [
+                    {
+                        "caregiver_id": "cg-3",
+                        "travel_added_min": 9.5,
+                        "why_lost": "farther",
+                    }
+                ],
             },
         },
     )
@@ -113,7 +120,9 @@ async def test_operator_books_watches_reassigns_and_closes(
     )
     await _status(page, "accepted")
     await page.wait_for_selector("#o-timeline li[data-trigger=accept]", timeout=5_000)
-    assert "travel_min" in (await page.text_content("#o-explanation") or "")
+    explanation = await page.text_content("#o-explanation") or ""
+    assert "增加路程: 6 min" in explanation or "增加路程: 6.0 min" in explanation
+    assert "cg-3 (+9.5 min): farther" in explanation
     await page.screenshot(path=ARTIFACTS / "03-accepted.png")
 
     await page.fill("#r-caregiver", "cg-2")

@@ -138,6 +138,8 @@ async def test_hotline_story_on_a_whole_node(console: Any, whole: Whole) -> None
     await page.wait_for_selector("#o-timeline li[data-trigger=accept]")
     explanation = await page.text_content("#o-explanation") or ""
     assert first in explanation
+    assert "增加路程" in explanation
+    assert "匹配技能" in explanation
     await page.screenshot(path=ARTIFACTS / "whole-01-accepted.png")
 
     other = next(c for c in whole.phones if c != first)
