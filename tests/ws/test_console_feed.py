@@ -52,7 +52,7 @@ async def test_snapshot_holds_open_orders_present_caregivers_and_alerts(
 async def test_emergency_and_escalation_alert_within_a_second(
     gateway: Gateway,
 ) -> None:
-    """Both reach the console as alerts well under a second after commit."""
+    """Both reach the console as alerts under a second after commit."""
     console = await _console(gateway)
     await console.next("snapshot")
 
@@ -71,8 +71,9 @@ async def test_emergency_and_escalation_alert_within_a_second(
     alert = await console.next("alert", timeout_s=1.0)
     escalation_s = time.perf_counter() - started
     assert (alert["kind"], alert["order_id"]) == ("escalated", routine.order_id)
-    assert emergency_s < 0.5
-    assert escalation_s < 0.5
+    # the bound of the issue; on an idle machine both take tens of milliseconds
+    assert emergency_s < 1.0
+    assert escalation_s < 1.0
     await console.close()
 
 
