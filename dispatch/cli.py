@@ -1,7 +1,7 @@
 """The ``homecare`` command.
 
-``homecare demo`` runs the service on the embedded default with a seeded
-demo city; ``homecare serve`` runs it on whatever the settings name;
+``homecare demo`` runs the live demo city (:mod:`dispatch.demo`) on fresh
+embedded servers; ``homecare serve`` runs it on whatever the settings name;
 ``homecare db migrate`` brings the schema up to date; ``homecare token``
 issues an access token.
 """
@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ from dispatch import logs
 from dispatch.app import build_app
 from dispatch.city import CHINA_TZ, CitySpec
 from dispatch.clock import WallClock
+from dispatch.demo import DemoOptions, format_summary, run_demo
 from dispatch.domain import Actor, ActorRole
 from dispatch.errors import HomecareError
 from dispatch.node import backing_stores, open_node
@@ -42,7 +45,6 @@ __all__ = ["main"]
 logger = logging.getLogger(__name__)
 
 _DAY = DaySpec()
-_DEMO_CITY = CitySpec(communities=12, elders=2_000, caregivers=120, vendors=12)
 
 
 def _say(text: str) -> None:
@@ -129,6 +131,21 @@ def _simulate(
     _say(f"homecare: wrote {args.json} and {args.plot}")
 
 
+def _demo(runner: asyncio.Runner, args: argparse.Namespace, settings: Settings) -> int:
+    if not (settings.database_url or settings.redis_url):
+        # every demo starts from a fresh city in a folder of its own
+        folder = settings.data_dir / "demo"
+        shutil.rmtree(folder, ignore_errors=True)
+        settings = dataclasses.replace(settings, data_dir=folder)
+    options = DemoOptions(
+        duration_s=args.duration, speed=args.speed, phones=args.phones
+    )
+    with backing_stores(settings) as (database_url, redis_url):
+        summary = runner.run(run_demo(settings, database_url, redis_url, options, _say))
+    _say(format_summary(summary))
+    return 1 if summary.error_logs else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homecare", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +157,16 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--duration", type=float, default=None, help="stop after this many seconds"
         )
+        if name == "demo":
+            command.add_argument(
+                "--speed", type=float, default=10.0, help="simulated seconds per second"
+            )
+            command.add_argument(
+                "--phones",
+                type=int,
+                default=None,
+                help="caregivers with a simulated phone (default: all)",
+            )
     simulate = commands.add_parser(
         "simulate", help="replay a synthetic city day under several policies"
     )
@@ -193,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(signer.issue(actor, WallClock().now(), timedelta(hours=args.ttl_hours)))
         return 0
 
+    if args.command == "demo":
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return _demo(runner, args, settings)
     with (
         backing_stores(settings) as (database_url, redis_url),
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
@@ -209,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     database_url,
                     redis_url,
                     duration_s=args.duration,
-                    city=_DEMO_CITY if args.command == "demo" else None,
+                    city=None,
                 )
             )
     return 0
