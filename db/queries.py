@@ -59,6 +59,7 @@ class OrderFilter:
 
     statuses: Sequence[str] = ()
     region_id: str | None = None
+    elder_id: str | None = None
     priority: str | None = None
     since: datetime | None = None
     until: datetime | None = None
@@ -103,6 +104,8 @@ async def list_orders(
         clauses.append(f"status = any({arg(list(where.statuses))})")
     if where.region_id is not None:
         clauses.append(f"region_id = {arg(where.region_id)}")
+    if where.elder_id is not None:
+        clauses.append(f"elder_id = {arg(where.elder_id)}")
     if where.priority is not None:
         clauses.append(f"priority = {arg(where.priority)}")
     if where.since is not None:

@@ -123,6 +123,7 @@ async def list_orders(request: web.Request) -> web.Response:
     where = queries.OrderFilter(
         statuses=[str(s) for s in query.status or ()],
         region_id=query.region_id,
+        elder_id=query.elder_id,
         priority=str(query.priority) if query.priority else None,
         since=query.since,
         until=query.until,

@@ -136,6 +136,7 @@ class OrderQuery(_Query, frozen=True):
 
     status: list[OrderStatus] | None = None
     region_id: Id | None = None
+    elder_id: Id | None = None
     priority: Priority | None = None
     since: AwareTime | None = None
     until: AwareTime | None = None

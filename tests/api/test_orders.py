@@ -54,6 +54,11 @@ async def test_list_filters_and_pages_newest_first(server: str, node: Node) -> N
             if not cursor:
                 break
         assert seen == [urgent["order_id"], *reversed(ids)]
+        other = await book(http, server, elder_id="el-3")
+        async with http.get(f"{server}/v1/orders?elder_id=el-3") as r:
+            assert [o["order_id"] for o in (await r.json())["orders"]] == [
+                other["order_id"]
+            ]
         async with http.get(f"{server}/v1/orders?status=offered,accepted") as r:
             assert (await r.json())["orders"] == []
         async with http.get(f"{server}/v1/orders?cursor=zzz") as r:
