@@ -7,20 +7,12 @@ import itertools
 import aiohttp
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from dispatch.domain import ActorRole
 from dispatch.node import Node
 from dispatch.suppression import is_small, suppress_additive, suppress_each
 from tests.api.conftest import OPERATOR, bearer, book
-
-counts = st.one_of(st.integers(0, 12), st.integers(0, 400))
-rows = st.dictionaries(
-    st.sampled_from(["pharmacy", "health", "daily_life", "emergency", "meals"]),
-    counts,
-    min_size=1,
-    max_size=5,
-)
+from tests.api.strategies import demand_rows
 
 
 def _completions(sizes: int, total: int, limit: int = 14) -> set[tuple[int, ...]]:
@@ -32,7 +24,7 @@ def _completions(sizes: int, total: int, limit: int = 14) -> set[tuple[int, ...]
     return found
 
 
-@given(rows)
+@given(demand_rows)
 def test_no_published_count_is_small(cells: dict[str, int]) -> None:
     """No cell and no total between 1 and 10 is ever published."""
     for published in (
@@ -45,7 +37,7 @@ def test_no_published_count_is_small(cells: dict[str, int]) -> None:
         assert not [v for v in shown if is_small(v)]
 
 
-@given(rows)
+@given(demand_rows)
 def test_published_cells_are_true(cells: dict[str, int]) -> None:
     """What is published is the real count."""
     published = suppress_additive(cells)
@@ -55,7 +47,7 @@ def test_published_cells_are_true(cells: dict[str, int]) -> None:
 
 
 @settings(max_examples=300)
-@given(rows)
+@given(demand_rows)
 def test_no_suppressed_cell_follows_from_the_published_ones(
     cells: dict[str, int],
 ) -> None:
