@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -56,17 +56,17 @@ from dispatch.clock import Clock
 from dispatch.domain import Actor, ActorRole, Priority, ProviderKind, distance_m
 from dispatch.errors import HomecareError
 from dispatch.lifecycle import TERMINAL_STATES, Order, OrderStatus, Trigger
-from dispatch.planning import Shift, TravelTimes, explain, order_visit, route_of
-from dispatch.vendors import VendorMatcher
-from solver import (
-    Caregiver,
-    Plan,
-    Problem,
-    SolveOptions,
-    Visit,
-    solve,
-    travel_matrix,
+from dispatch.planning import (
+    RegionProblem,
+    Shift,
+    TravelTimes,
+    explain,
+    order_visit,
+    route_of,
+    solve_region,
 )
+from dispatch.vendors import VendorMatcher
+from solver import Plan, Problem, SolveOptions, Visit, solve
 from solver.insertion import CurrentRoute, InsertionIndex, InsertionResult
 
 __all__ = ["DispatchPolicy", "Dispatcher", "PlanSink", "SolveFn"]
@@ -871,7 +871,7 @@ class Dispatcher:
         routes = await self._routes(region_id, now)
         if not routes:
             return None
-        problem, _ = _problem(routes, orders, pins, self._visit, state)
+        problem = _problem(routes, orders, pins, self._visit, state)
         started = time.perf_counter()
         options = SolveOptions(
             time_limit_s=self.policy.solve_time_limit_s,
@@ -879,7 +879,9 @@ class Dispatcher:
             warm_start=state.plans.get(region_id),
         )
         loop = asyncio.get_running_loop()
-        plan = await loop.run_in_executor(self._executor, self._solve, problem, options)
+        plan = await loop.run_in_executor(
+            self._executor, solve_region, problem, options, self._solve
+        )
         self.stats["solves"] += 1
         logger.info(
             "region re-optimised",
@@ -979,10 +981,11 @@ def _problem(
     pins: dict[str, str | None],
     visit_of: Callable[[Order], Visit],
     state: _State,
-) -> tuple[Problem, Plan | None]:
-    """A solver problem over the routes' caregivers and the orders.
+) -> RegionProblem:
+    """A region's solve, with its places as coordinates.
 
-    Locations are renumbered densely so the worker gets a small matrix.
+    Locations are renumbered densely; the worker computes the travel
+    matrix, so the event loop never spends time on it.
     """
     caregiver_ids = {r.caregiver.caregiver_id for r in routes}
     places: dict[int, int] = {}
@@ -990,45 +993,26 @@ def _problem(
     def place(index: int) -> int:
         return places.setdefault(index, len(places))
 
-    caregivers = []
-    for route in routes:
-        c = route.caregiver
-        caregivers.append(
-            Caregiver(
-                caregiver_id=c.caregiver_id,
-                start_location=place(c.start_location),
-                end_location=place(c.end_location),
-                shift_start_s=c.shift_start_s,
-                shift_end_s=c.shift_end_s,
-                skills=c.skills,
-                max_visits=c.max_visits,
-            )
+    caregivers = tuple(
+        replace(
+            r.caregiver,
+            start_location=place(r.caregiver.start_location),
+            end_location=place(r.caregiver.end_location),
         )
+        for r in routes
+    )
     visits = []
     for order in orders:
-        visit = visit_of(order)
         pinned = pins.get(order.order_id)
         if pinned is not None and pinned not in caregiver_ids:
             continue
+        visit = visit_of(order)
         visits.append(
-            Visit(
-                visit_id=visit.visit_id,
-                location=place(visit.location),
-                earliest_s=visit.earliest_s,
-                latest_s=visit.latest_s,
-                duration_s=visit.duration_s,
-                skills=visit.skills,
-                priority=visit.priority,
-                pinned_caregiver_id=pinned,
-                preferred_caregiver_ids=visit.preferred_caregiver_ids,
-                blocked_caregiver_ids=visit.blocked_caregiver_ids,
-                max_lateness_s=visit.max_lateness_s,
-                elder_id=visit.elder_id,
-            )
+            replace(visit, location=place(visit.location), pinned_caregiver_id=pinned)
         )
     indices = sorted(places, key=places.__getitem__)
-    matrix = travel_matrix(state.travel.full_matrix(indices))
-    problem = Problem(
-        travel_s=matrix, caregivers=tuple(caregivers), visits=tuple(visits)
+    return RegionProblem(
+        points=tuple(state.travel.point(i) for i in indices),
+        caregivers=caregivers,
+        visits=tuple(visits),
     )
-    return problem, None

@@ -10,26 +10,31 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, overload
 
 from dispatch.domain import GeoPoint
 from dispatch.lifecycle import Order, OrderStatus
-from solver import Caregiver, Priority, Visit
+from solver import Caregiver, Plan, Priority, Problem, SolveOptions, Visit
 from solver.insertion import CurrentRoute, Insertion, InsertionResult
+from solver.travel import GreatCircleTravel, TravelMode
 
 __all__ = [
     "Placement",
+    "RegionProblem",
     "Shift",
     "TravelTimes",
     "explain",
     "order_visit",
     "route_of",
+    "solve_region",
 ]
 
 _EARTH_RADIUS_M = 6_371_000.0
+_DETOUR = 1.3
+_SPEED_M_PER_S = 4.2  # e-bike in a city, door to door
 _PINNED = frozenset(
     {
         OrderStatus.ACCEPTED,
@@ -54,7 +59,9 @@ class TravelTimes:
         speed_m_per_s: Average door-to-door speed (e-bike in a city: 4.2).
     """
 
-    def __init__(self, detour_factor: float = 1.3, speed_m_per_s: float = 4.2):
+    def __init__(
+        self, detour_factor: float = _DETOUR, speed_m_per_s: float = _SPEED_M_PER_S
+    ):
         self._factor = detour_factor / speed_m_per_s
         self._index: dict[tuple[float, float], int] = {}
         self._points: list[tuple[float, float]] = []
@@ -293,3 +300,33 @@ def _why_lost(chosen: Insertion, other: Insertion) -> str:
         extra = round((other.added_travel_s - chosen.added_travel_s) / 60, 1)
         return f"{extra} min more travel"
     return "higher total cost"
+
+
+@dataclass(frozen=True, slots=True)
+class RegionProblem:
+    """A region's solve as it travels to the worker process.
+
+    ``points`` are ``(lat, lon)`` by location index; the worker turns them
+    into the travel matrix with the same model as :class:`TravelTimes`.
+    """
+
+    points: tuple[tuple[float, float], ...]
+    caregivers: tuple[Caregiver, ...]
+    visits: tuple[Visit, ...]
+
+
+def solve_region(
+    region: RegionProblem,
+    options: SolveOptions,
+    solve_fn: Callable[[Problem, SolveOptions], Plan],
+) -> Plan:
+    """Build the travel matrix and solve; runs in the worker process."""
+    travel = GreatCircleTravel(
+        detour_factor=_DETOUR, speed_m_per_s={TravelMode.E_BIKE: _SPEED_M_PER_S}
+    )
+    problem = Problem(
+        travel_s=travel.matrix_s(region.points, TravelMode.E_BIKE),
+        caregivers=region.caregivers,
+        visits=region.visits,
+    )
+    return solve_fn(problem, options)
