@@ -36,6 +36,14 @@ Travel times are estimates unless a road router is plugged in (see
 :mod:`solver.travel`).
 """
 
+from solver.insertion import (
+    CurrentRoute,
+    Insertion,
+    InsertionIndex,
+    InsertionResult,
+    Rejection,
+    RejectionReason,
+)
 from solver.plan import (
     ObjectiveTerms,
     Plan,
@@ -58,24 +66,53 @@ from solver.problem import (
 )
 from solver.search import SearchStrategy
 from solver.solve import solve
+from solver.travel import CachedTravel, GreatCircleTravel, TravelMode, TravelTimeSource
+from solver.vendor import (
+    UnmatchedOrder,
+    UnmatchedReason,
+    Vendor,
+    VendorMatch,
+    VendorMatching,
+    VendorOrder,
+    VendorWeights,
+    match_vendor_orders,
+)
 
 __all__ = [
+    "CachedTravel",
     "Caregiver",
+    "CurrentRoute",
+    "GreatCircleTravel",
+    "Insertion",
+    "InsertionIndex",
+    "InsertionResult",
     "ObjectiveTerms",
     "Plan",
     "PlannedVisit",
     "Priority",
     "Problem",
+    "Rejection",
+    "RejectionReason",
     "Route",
     "SearchStrategy",
     "SolveOptions",
     "SolveStats",
     "SolveStatus",
     "TravelMatrix",
+    "TravelMode",
+    "TravelTimeSource",
     "Unassigned",
     "UnassignedReason",
+    "UnmatchedOrder",
+    "UnmatchedReason",
+    "Vendor",
+    "VendorMatch",
+    "VendorMatching",
+    "VendorOrder",
+    "VendorWeights",
     "Visit",
     "Weights",
+    "match_vendor_orders",
     "solve",
     "travel_matrix",
 ]
