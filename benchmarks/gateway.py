@@ -53,9 +53,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psutil  # type: ignore[import-untyped]  # no stubs installed; used for its figures only
 import uvloop
 from aiohttp import web
+from websockets.asyncio.client import ClientConnection
 
 from db.directory import load_elders, load_regions
 from db.orders import OrderStore
@@ -69,7 +71,7 @@ from dispatch.lifecycle import Trigger
 from dispatch.node import backing_stores, open_node
 from dispatch.settings import Settings
 from dispatch.tokens import TokenSigner
-from ws.client import ProtocolError, Session
+from ws.client import Session
 
 __all__ = ["main"]
 
@@ -111,53 +113,68 @@ class _Figures:
 
 
 class _BenchPhone:
-    """One simulated phone: locations on a timer, accepts every offer."""
+    """One simulated phone: locations on a timer, accepts every offer.
 
-    def __init__(self, caregiver_id: str, session: Session, figures: _Figures):
+    It pipelines: one task sends, one reads, and acks are matched to their
+    send time by id, so the generator spends as little as it can per
+    message.
+    """
+
+    def __init__(
+        self, caregiver_id: str, connection: ClientConnection, figures: _Figures
+    ) -> None:
         self.caregiver_id = caregiver_id
-        self.session = session
+        self.connection = connection
         self.figures = figures
-        self.point = GeoPoint(
-            _CENTER.lat + random.uniform(-0.02, 0.02),
-            _CENTER.lon + random.uniform(-0.02, 0.02),
+        lat = _CENTER.lat + random.uniform(-0.02, 0.02)
+        lon = _CENTER.lon + random.uniform(-0.02, 0.02)
+        self._location = (
+            '{"type":"location","id":"l%d","v":1,'
+            + f'"lat":{lat:.6f},"lon":{lon:.6f}}}'
         )
+        self._sent: dict[str, tuple[str, float]] = {}
+        self._count = 0
 
     async def report(self, interval_s: float) -> None:
         await asyncio.sleep(random.uniform(0, interval_s))
         while True:
-            started = time.perf_counter()
-            try:
-                await self.session.request(
-                    "location", lat=self.point.lat, lon=self.point.lon
-                )
-            except ProtocolError as error:
-                self._count(error.code)
-            else:
-                if self.figures.measuring:
-                    self.figures.location_ms.append(
-                        (time.perf_counter() - started) * 1000
-                    )
+            self._count += 1
+            self._sent[f"l{self._count}"] = ("location", time.perf_counter())
+            await self.connection.send(self._location % self._count)
             await asyncio.sleep(interval_s)
 
-    async def take_offers(self) -> None:
-        while True:
-            offer = await self.session.next("offer", timeout_s=3600)
-            made = self.figures.offers_made.pop(offer["order_id"], None)
-            if made is not None and self.figures.measuring:
-                self.figures.offer_ms.append((time.perf_counter() - made) * 1000)
-            started = time.perf_counter()
-            try:
-                await self.session.request("accept", order_id=offer["order_id"])
-            except ProtocolError as error:
-                self._count(error.code)
-            else:
-                if self.figures.measuring:
-                    self.figures.accept_ms.append(
-                        (time.perf_counter() - started) * 1000
+    async def read(self) -> None:
+        figures = self.figures
+        async for raw in self.connection:
+            message = _DECODER.decode(raw)
+            kind = message.get("type")
+            if kind in ("ack", "error"):
+                sent = self._sent.pop(str(message.get("re")), None)
+                if kind == "error":
+                    code = str(message.get("code"))
+                    figures.errors[code] = figures.errors.get(code, 0) + 1
+                elif sent is not None and figures.measuring:
+                    elapsed_ms = (time.perf_counter() - sent[1]) * 1000
+                    target = figures.location_ms
+                    if sent[0] == "accept":
+                        target = figures.accept_ms
+                    target.append(elapsed_ms)
+            elif kind == "offer":
+                order_id = message["order_id"]
+                made = figures.offers_made.pop(order_id, None)
+                if made is not None and figures.measuring:
+                    figures.offer_ms.append((time.perf_counter() - made) * 1000)
+                self._count += 1
+                message_id = f"a{self._count}"
+                self._sent[message_id] = ("accept", time.perf_counter())
+                await self.connection.send(
+                    json.dumps(
+                        {"type": "accept", "id": message_id, "order_id": order_id}
                     )
+                )
 
-    def _count(self, code: str) -> None:
-        self.figures.errors[code] = self.figures.errors.get(code, 0) + 1
+
+_DECODER = msgspec.json.Decoder(dict[str, Any])
 
 
 async def _connect(
@@ -168,7 +185,7 @@ async def _connect(
     )
     session = await Session.open(url, token, timeout_s=60)
     await session.request("hello", timeout_s=60)
-    return _BenchPhone(caregiver_id, session, figures)
+    return _BenchPhone(caregiver_id, await session.detach(), figures)
 
 
 async def _make_offers(
@@ -248,7 +265,7 @@ async def _load(
     pool = await connect_pool(database_url, size=4)
     store = OrderStore(pool, WallClock())
     tasks = [asyncio.create_task(p.report(args.interval)) for p in phones]
-    tasks += [asyncio.create_task(p.take_offers()) for p in phones]
+    tasks += [asyncio.create_task(p.read()) for p in phones]
     ids = [p.caregiver_id for p in phones]
     tasks.append(
         asyncio.create_task(_make_offers(store, ids, args.offers_per_s, figures))
@@ -256,9 +273,11 @@ async def _load(
     await asyncio.sleep(args.interval)  # every phone has reported once
     figures.measuring = True
     cpu_start = server.cpu_times()
+    own_start = time.process_time()
     wall_start = time.perf_counter()
     await asyncio.sleep(args.duration)
     cpu_end = server.cpu_times()
+    own_cpu_s = time.process_time() - own_start
     wall_s = time.perf_counter() - wall_start
     figures.measuring = False
 
@@ -266,7 +285,9 @@ async def _load(
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     for phone in phones:
-        await phone.session.close()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await phone.connection.close()
     await pool.close()
 
     cpu_s = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
@@ -277,6 +298,8 @@ async def _load(
         "measured_s": round(wall_s, 1),
         "connect_all_s": round(connect_s, 1),
         "server_cpu_percent_of_one_core": round(100 * cpu_s / wall_s, 1),
+        "load_generator_cpu_percent_of_one_core": round(100 * own_cpu_s / wall_s, 1),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
         "server_rss_mib_before": round(rss_before / 2**20, 1),
         "server_rss_mib_connected": round(rss_connected / 2**20, 1),
         "memory_per_connection_kib": round(

@@ -191,6 +191,16 @@ class Session:
             await self.connection.wait_closed()
         return self.connection.close_code, self.connection.close_reason or ""
 
+    async def detach(self) -> ClientConnection:
+        """Stop reading and hand the bare connection over (load generators).
+
+        Messages already queued stay in :attr:`inbox`.
+        """
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        return self.connection
+
     async def close(self) -> None:
         """Close the connection and stop reading."""
         with contextlib.suppress(Exception):

@@ -229,7 +229,8 @@ class Relay:
                     alert, _ = await raise_alert(conn, draft)
                     message = alert_message(alert)
                     items.append((CONSOLE, message.id, encode(message)))
-                    logger.warning(
+                    # emergencies and escalations need a person (level policy)
+                    logger.error(
                         "alert raised",
                         extra={
                             "alert_id": alert.alert_id,

@@ -214,7 +214,7 @@ async def _answer(
         if re is None and error.code not in ("too_large", "too_deep"):
             re = message_id_of(data)
         await _refuse_frame(connection, error, re)
-    except (asyncpg.PostgresError, RedisError, OSError) as exc:
+    except (asyncpg.PostgresError, RedisError, OSError, TimeoutError) as exc:
         logger.warning(
             "request failed on a store",
             extra={"endpoint": endpoint.name, "error": type(exc).__name__},

@@ -122,6 +122,17 @@ async def test_a_token_may_hold_only_so_many_connections(
         await drop_keys(node.redis, key_prefix)
 
 
+async def test_frame_beyond_the_hard_limit_closes_the_connection(
+    gateway: Gateway,
+) -> None:
+    """A frame too big to read at all closes with 1009 (RFC 6455 7.4.1)."""
+    session, _ = await gateway.phone("cg-1")
+    await session.send_raw("x" * (300 * 1024))
+    code, _ = await session.closed()
+    assert code == 1009
+    await session.close()
+
+
 async def test_idle_connection_is_closed(node: Node, key_prefix: str) -> None:
     """Nothing sent for the idle timeout closes with idle_timeout (4408)."""
     running = await start_gateway(node, key_prefix, Limits(idle_timeout_s=0.3))
