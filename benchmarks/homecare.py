@@ -229,6 +229,8 @@ class DayResult:
         feasible: Whether the checker found no violation.
         violations: The checker's findings (at most ten).
         error: Why the solver produced nothing, if it failed.
+        cpu_s: Processor time the solve got (all threads); well below
+            ``wall_s`` for a one-thread solver means the machine was busy.
     """
 
     day: str
@@ -246,6 +248,7 @@ class DayResult:
     feasible: bool
     violations: tuple[str, ...]
     error: str | None = None
+    cpu_s: float = 0.0
 
 
 def generate_day(size: str, seed: int) -> HomecareDay:
@@ -620,6 +623,7 @@ def run_day(
         The checked figures of the plan.
     """
     started = time.perf_counter()
+    cpu_started = time.process_time()
     try:
         if solver == "ours":
             claim = solve_ours(day, time_limit_s, seed, not_preferred=not_preferred)
@@ -645,7 +649,9 @@ def run_day(
             violations=(),
             error=f"{type(error).__name__}: {error}",
         )
-    return evaluate(day, solver, claim, time.perf_counter() - started)
+    wall_s = time.perf_counter() - started
+    cpu_s = round(time.process_time() - cpu_started, 3)
+    return replace(evaluate(day, solver, claim, wall_s), cpu_s=cpu_s)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -688,7 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     days: list[dict[str, Any]] = []
     print(
         f"{'day':<14} {'solver':<6} {'served':>9} {'urgent':>7} {'travel h':>9} "
-        f"{'late s':>6} {'contin %':>8} {'wall s':>7}  feasible"
+        f"{'late s':>6} {'contin %':>8} {'wall s':>7} {'cpu s':>6}  feasible"
     )
     for size in sizes:
         for seed in range(args.seed, args.seed + args.days):
@@ -796,7 +802,8 @@ def _format_row(result: DayResult) -> str:
         f"{result.day:<14} {result.solver:<6} "
         f"{result.served:>4}/{result.visits:<4} "
         f"{result.served_urgent:>3}/{result.urgent:<3} {result.travel_h:>9.2f} "
-        f"{result.lateness_s:>6} {continuity:>8} {result.wall_s:>7.2f}  {verdict}"
+        f"{result.lateness_s:>6} {continuity:>8} {result.wall_s:>7.2f} "
+        f"{result.cpu_s:>6.2f}  {verdict}"
     )
 
 
