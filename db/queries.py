@@ -234,9 +234,14 @@ async def audit(
 
 
 async def caregivers(
-    conn: Connection, *, region_id: str | None, limit: int, offset: int
+    conn: Connection,
+    *,
+    region_id: str | None,
+    limit: int,
+    offset: int,
+    caregiver_id: str | None = None,
 ) -> list[asyncpg.Record]:
-    """Caregivers by id, with how many open orders each holds."""
+    """Caregivers by id (or just one), with how many open orders each holds."""
     return await conn.fetch(
         """
         select c.caregiver_id, c.region_id, c.name, c.skills, c.active,
@@ -244,13 +249,15 @@ async def caregivers(
                and o.provider_id = c.caregiver_id
                and o.status = any($4)) as open_orders
         from caregiver c
-        where $1::text is null or c.region_id = $1
+        where ($1::text is null or c.region_id = $1)
+          and ($5::text is null or c.caregiver_id = $5)
         order by c.caregiver_id limit $2 offset $3
         """,
         region_id,
         limit,
         offset,
         list(SERVING_STATES),
+        caregiver_id,
     )
 
 

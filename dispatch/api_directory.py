@@ -85,10 +85,8 @@ async def get_caregiver(request: web.Request) -> web.Response:
     if actor.role not in STAFF and actor.actor_id != caregiver_id:
         raise NotFoundError("caregiver", caregiver_id)
     async with request.app[NODE].pool.acquire() as conn:
-        rows = await conn.fetch(
-            "select c.*, 0::bigint as open_orders from caregiver c"
-            " where caregiver_id = $1",
-            caregiver_id,
+        rows = await queries.caregivers(
+            conn, region_id=None, limit=1, offset=0, caregiver_id=caregiver_id
         )
     if not rows:
         raise NotFoundError("caregiver", caregiver_id)

@@ -93,7 +93,8 @@ async def test_admin_issues_tokens_for_known_providers_only(
     headers = {"Authorization": f"Bearer {issued['token']}"}
     async with aiohttp.ClientSession(headers=headers) as http:
         async with http.get(f"{server}/v1/caregivers/cg-2") as r:
-            assert (await r.json())["caregiver_id"] == "cg-2"
+            own = await r.json()
+        assert (own["caregiver_id"], own["open_orders"]) == ("cg-2", 0)
         async with http.get(f"{server}/v1/caregivers/cg-1") as r:
             assert r.status == 404
     assert issued["token"] not in str(
