@@ -127,10 +127,11 @@ def _slack(travel_s: Sequence[Sequence[int]], route: CurrentRoute) -> _Slack:
     locations = [caregiver.start_location] + [v.location for v in route.visits]
     free_s = [caregiver.shift_start_s]
     feasible_prefix = len(route.visits)
+    hard_latest_s = [v.latest_s + v.max_lateness_s for v in route.visits]
     for k, visit in enumerate(route.visits):
         arrival_s = free_s[-1] + travel_s[locations[k]][visit.location]
         start_s = max(arrival_s, visit.earliest_s)
-        if start_s > visit.latest_with_lateness_s:
+        if start_s > hard_latest_s[k]:
             feasible_prefix = min(feasible_prefix, k)
         free_s.append(start_s + visit.duration_s)
 
@@ -143,9 +144,7 @@ def _slack(travel_s: Sequence[Sequence[int]], route: CurrentRoute) -> _Slack:
     for k in range(len(route.visits) - 1, -1, -1):
         visit = route.visits[k]
         leg_s = travel_s[visit.location][next_location]
-        latest[k + 1] = min(
-            visit.latest_with_lateness_s, latest[k + 2] - leg_s - visit.duration_s
-        )
+        latest[k + 1] = min(hard_latest_s[k], latest[k + 2] - leg_s - visit.duration_s)
         next_location = visit.location
     latest[0] = latest[1]
     feasible_suffix = 0
@@ -277,7 +276,12 @@ class InsertionIndex:
         # Where the route is infeasible already (a visit before the position
         # starts too late, or one after it cannot start in time whatever
         # happens before), an insertion cannot make it feasible.
+        travel_per_s = self._weights.travel_per_s
+        lateness_per_s = self._weights.lateness_per_s
+        soft_latest_s = visit.latest_s
         for k in range(route.feasible_suffix, route.feasible_prefix + 1):
+            if free_s[k] > latest_s:
+                break  # the caregiver is free ever later along the route
             before = locations[k]
             arrival_s = free_s[k] + travel[before][here]
             if arrival_s > latest_s:
@@ -287,11 +291,8 @@ class InsertionIndex:
             if start_s + duration_s + from_here[after] > latest_start[k + 1]:
                 continue
             added_s = travel[before][here] + from_here[after] - travel[before][after]
-            lateness_s = start_s - visit.latest_s if start_s > visit.latest_s else 0
-            cost = (
-                self._weights.travel_per_s * added_s
-                + self._weights.lateness_per_s * lateness_s
-            )
+            lateness_s = start_s - soft_latest_s if start_s > soft_latest_s else 0
+            cost = travel_per_s * added_s + lateness_per_s * lateness_s
             if best is None or cost < best[0]:
                 best = (cost, k, arrival_s, added_s)
         if best is None:
