@@ -319,11 +319,14 @@ class Registry:
             connection.wake()
 
     async def close_all(self, code: int, reason: bytes) -> None:
-        """Close every connection (shutdown), each within a second."""
-        for connection in list(self.connections):
+        """Close every connection at once (shutdown), each within a second."""
+
+        async def close(connection: Connection) -> None:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await connection.ws.close(code=code, message=reason)
+
+        await asyncio.gather(*(close(c) for c in list(self.connections)))
 
 
 async def follow_wakes(
