@@ -124,6 +124,11 @@ def _simulate(
             policies=policies,
             speed=args.speed,
             hindsight_limit_s=args.hindsight_limit,
+            commit_ahead=(
+                timedelta(minutes=args.commit_ahead_min)
+                if args.commit_ahead_min
+                else None
+            ),
         )
     )
     write_outputs(report, args.json, args.plot)
@@ -184,6 +189,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument(
         "--hindsight-limit", type=float, default=20.0, help="seconds per region"
+    )
+    simulate.add_argument(
+        "--commit-ahead-min",
+        type=float,
+        default=None,
+        help="plan orders this far ahead without offering them yet (ours)",
     )
     simulate.add_argument(
         "--json", type=Path, default=Path("benchmarks/results/simulate.json")

@@ -49,12 +49,16 @@ POLICIES = ("greedy", "ours", "hindsight")
 _SIM_DATABASE = "homecare_sim"
 
 
-def _policy(name: str) -> DispatchPolicy:
+def _policy(name: str, commit_ahead: timedelta | None) -> DispatchPolicy:
     if name == "greedy":
         return DispatchPolicy(nearest_first=True, reoptimise_every=None)
     # Re-optimisation every 5 simulated minutes: at the simulator's speed a
     # 10 s interval would ask for more solves than two cores can run.
-    return DispatchPolicy(reoptimise_every=timedelta(minutes=5), solve_time_limit_s=0.5)
+    return DispatchPolicy(
+        reoptimise_every=timedelta(minutes=5),
+        solve_time_limit_s=0.5,
+        commit_ahead=commit_ahead,
+    )
 
 
 def _database_url(server_url: str, name: str) -> str:
@@ -82,7 +86,12 @@ async def _fresh_database(server_url: str, day: SimulatedDay) -> asyncpg.Pool:
 
 
 async def _replay_one(
-    name: str, day: SimulatedDay, server_url: str, redis: Redis, speed: float
+    name: str,
+    day: SimulatedDay,
+    server_url: str,
+    redis: Redis,
+    speed: float,
+    commit_ahead: timedelta | None,
 ) -> dict[str, Any]:
     pool = await _fresh_database(server_url, day)
     prefix = f"sim:{secrets.token_hex(3)}:"
@@ -92,7 +101,8 @@ async def _replay_one(
     try:
         clock = SimulatedClock(day.start, speed=speed)
         live = LiveState(redis, presence_s=86_400, prefix=prefix)
-        simulation = Simulation(day, pool, live, clock, _policy(name), executor)
+        policy = _policy(name, commit_ahead)
+        simulation = Simulation(day, pool, live, clock, policy, executor)
         logger.info("replaying the day", extra={"policy": name, "speed": speed})
         wall_s = await simulation.run()
         figures = await measure(pool, day, simulation.stats, wall_s)
@@ -114,6 +124,7 @@ async def replay(
     policies: tuple[str, ...] = POLICIES,
     speed: float = 200.0,
     hindsight_limit_s: float = 20.0,
+    commit_ahead: timedelta | None = None,
 ) -> dict[str, Any]:
     """Replay the day of ``spec`` under ``policies`` and report the figures.
 
@@ -131,7 +142,9 @@ async def replay(
                     None, hindsight, day, hindsight_limit_s
                 )
             else:
-                results[name] = await _replay_one(name, day, server_url, redis, speed)
+                results[name] = await _replay_one(
+                    name, day, server_url, redis, speed, commit_ahead
+                )
     finally:
         await redis.aclose()
     report = {
@@ -142,6 +155,9 @@ async def replay(
             "emergency_share": spec.emergency_share,
             "seed": spec.seed,
             "speed": speed,
+            "commit_ahead_min": (
+                commit_ahead.total_seconds() / 60 if commit_ahead else None
+            ),
         },
         "policies": results,
         "comparison": _compare(results),
