@@ -73,6 +73,7 @@ async def report_summary(request: web.Request) -> web.Response:
             emergencies=figures["emergencies"],
             emergency_accept_s=_spread(figures["accept_p50"], figures["accept_p90"]),
             emergency_arrive_s=_spread(figures["arrive_p50"], figures["arrive_p90"]),
+            generated_at=request.app[NODE].clock.now(),
         )
     )
 

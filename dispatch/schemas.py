@@ -426,6 +426,8 @@ class ReportView(msgspec.Struct, frozen=True):
         emergency_accept_s: Median and 90th percentile seconds from booking
             to acceptance of emergencies; null when none.
         emergency_arrive_s: The same from booking to check-in.
+        generated_at: The node's time when the report was made (consoles
+            judge lateness by it, not by their own clock).
     """
 
     day: date
@@ -437,6 +439,7 @@ class ReportView(msgspec.Struct, frozen=True):
     emergencies: int
     emergency_accept_s: dict[str, float] | None
     emergency_arrive_s: dict[str, float] | None
+    generated_at: datetime
 
 
 class DemandQuery(_Query, frozen=True):

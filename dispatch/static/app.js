@@ -4,7 +4,8 @@
 const $ = (id) => document.getElementById(id);
 const OPEN = ["booked", "offered", "accepted", "en_route", "arrived", "in_service", "escalated"];
 const state = { orders: new Map(), caregivers: new Map(), services: [], elder: null,
-  current: null, seen: new Set(), alerted: new Set(), socket: null, lastSeq: null };
+  current: null, seen: new Set(), alerted: new Set(), socket: null, lastSeq: null,
+  clockOffsetMs: 0 };
 
 const hashToken = new URLSearchParams(location.hash.slice(1)).get("token");
 if (hashToken) { sessionStorage.setItem("token", hashToken); history.replaceState(null, "", location.pathname); }
@@ -70,7 +71,7 @@ function absorb(order) {
 
 function render() {
   const lists = { new: [], offered: [], late: [], escalated: [] };
-  const now = Date.now();
+  const now = Date.now() + state.clockOffsetMs;
   for (const o of state.orders.values()) {
     if (!OPEN.includes(o.status)) continue;
     const late = ["booked", "offered", "accepted", "en_route"].includes(o.status) && Date.parse(o.latest) < now;
@@ -248,6 +249,8 @@ function refreshKpis() {
 }
 async function loadKpis() {
   const r = await api("GET", "/v1/reports/summary");
+  // lateness is judged on the node's clock (a simulated day runs elsewhere)
+  state.clockOffsetMs = Date.parse(r.generated_at) - Date.now();
   const total = Object.values(r.orders_by_status).reduce((a, b) => a + b, 0);
   const items = [
     [t("kpi_today"), `${total} (${Object.entries(r.orders_by_status).map(([k, v]) => `${k} ${v}`).join(", ") || "-"})`],

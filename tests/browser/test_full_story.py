@@ -141,6 +141,8 @@ async def test_hotline_story_on_a_whole_node(console: Any, whole: Whole) -> None
     assert "增加路程" in explanation
     assert "匹配技能" in explanation
     await page.screenshot(path=ARTIFACTS / "whole-01-accepted.png")
+    # 09:00 on the node's clock: the visit due by 11:00 is not late
+    assert await page.locator("#q-late li").count() == 0
 
     other = next(c for c in whole.phones if c != first)
     await page.fill("#r-caregiver", other)
