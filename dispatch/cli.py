@@ -193,8 +193,8 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--commit-ahead-min",
         type=float,
-        default=None,
-        help="plan orders this far ahead without offering them yet (ours)",
+        default=120.0,
+        help="plan orders this far ahead without offering them yet (ours; 0: off)",
     )
     simulate.add_argument(
         "--json", type=Path, default=Path("benchmarks/results/simulate.json")

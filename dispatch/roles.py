@@ -41,6 +41,11 @@ def policy_from(settings: Settings) -> DispatchPolicy:
             timedelta(seconds=settings.reoptimise_s) if settings.reoptimise_s else None
         ),
         solve_time_limit_s=float(settings.solve_limit_s),
+        commit_ahead=(
+            timedelta(minutes=settings.commit_ahead_min)
+            if settings.commit_ahead_min
+            else None
+        ),
     )
 
 

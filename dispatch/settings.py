@@ -94,6 +94,12 @@ VARIABLES: tuple[Variable, ...] = (
         "seconds between re-optimisations of a region; 0 turns them off",
     ),
     Variable(
+        "HOMECARE_COMMIT_AHEAD_MIN",
+        "commit_ahead_min",
+        "120",
+        "minutes before its window an order planned ahead is offered; 0 offers at once",
+    ),
+    Variable(
         "HOMECARE_SOLVE_LIMIT_S",
         "solve_limit_s",
         "2",
@@ -156,6 +162,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "emergency_bound_s": _positive_int,
     "reoptimise_s": _positive_int,
     "solve_limit_s": _positive_int,
+    "commit_ahead_min": _positive_int,
 }
 
 
@@ -182,6 +189,7 @@ class Settings:
     emergency_bound_s: int
     reoptimise_s: int
     solve_limit_s: int
+    commit_ahead_min: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
