@@ -1,5 +1,8 @@
 """The background roles of a node, as aiohttp cleanup contexts.
 
+The dispatcher role also books proactive care visits as they fall due
+(:mod:`db.proactive`), once a minute.
+
 Each role starts with the application and stops with it; a role that fails
 is logged and started again after a pause, so one bad moment does not stop
 dispatching for good.
@@ -18,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from db.proactive import ProactiveVisits
 from dispatch.dispatcher import Dispatcher, DispatchPolicy
 from dispatch.node import NODE
 from dispatch.settings import Settings
@@ -29,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 _RESTART_PAUSE_S = 1.0
+_PROACTIVE_EVERY_S = 60.0
 
 
 def policy_from(settings: Settings) -> DispatchPolicy:
@@ -90,9 +95,22 @@ async def dispatcher_role(app: web.Application) -> AsyncIterator[None]:
         executor=executor,
     )
     app[DISPATCHER] = dispatcher
-    task = asyncio.create_task(supervise("dispatcher", dispatcher.run))
+    proactive = ProactiveVisits(node.pool, node.orders, node.clock)
+
+    async def book_proactive_visits() -> None:
+        while True:
+            report = await proactive.generate()
+            if not report.more:
+                await node.clock.sleep(_PROACTIVE_EVERY_S)
+
+    tasks = [
+        asyncio.create_task(supervise("dispatcher", dispatcher.run)),
+        asyncio.create_task(supervise("proactive visits", book_proactive_visits)),
+    ]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     executor.shutdown(wait=False, cancel_futures=True)
