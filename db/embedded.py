@@ -12,8 +12,8 @@ PostgreSQL down with a fast shutdown and Redis with a final AOF write.
 
 Limitation: one service process per data folder. PostgreSQL refuses to run
 as root, so as root the cluster runs as the system user ``homecare-pg``,
-created on first use, and the folders above the data folder are made
-traversable for it (``o+x``).
+created on first use, and the folders above the data folder and above the
+PostgreSQL binaries are made traversable for it (``o+x``).
 """
 
 from __future__ import annotations
@@ -245,8 +245,11 @@ def _prepare_system_user(pgdata: Path) -> str:
         )
     shutil.chown(pgdata, _PG_SYSTEM_USER, _PG_SYSTEM_USER)
     pgdata.chmod(0o700)
-    for parent in pgdata.resolve().parents:
-        parent.chmod(parent.stat().st_mode | 0o001)
+    # The system user must reach both its data and the binaries, which live
+    # in the virtualenv, possibly under a private (0700) temporary folder.
+    for place in (pgdata.resolve(), _pg_bin("postgres").resolve()):
+        for parent in place.parents:
+            parent.chmod(parent.stat().st_mode | 0o001)
     return _PG_SYSTEM_USER
 
 
