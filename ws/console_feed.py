@@ -114,7 +114,7 @@ class ConsoleFeed:
         )
 
     async def _start_over(self, connection: Connection, *, history_lost: bool) -> None:
-        position = await self._edge.fanout.position(CONSOLE)
+        position = await self._edge.fanout.start(CONSOLE)
         async with self._edge.node.pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
             orders = await open_orders(conn)
             alerts = await console_alerts(conn)

@@ -60,6 +60,17 @@ redis.call('PUBLISH', ARGV[5], ARGV[6])
 return seq
 """
 
+# KEYS: counter. ARGV: ttl of the counter. The history's position, created
+# at the time-based base when the history does not exist yet.
+_ENSURE = """
+local seq = redis.call('GET', KEYS[1])
+if not seq then
+    seq = redis.call('TIME')[1] .. '000'
+    redis.call('SET', KEYS[1], seq, 'EX', ARGV[1])
+end
+return tonumber(seq)
+"""
+
 _PROVIDER_TYPES: Mapping[str, type[ServerMessage]] = {
     "offer": Offer,
     "offer_withdrawn": OfferWithdrawn,
@@ -97,6 +108,7 @@ class ProviderFanout:
         self._history = history
         self._ttl_s = ttl_s
         self._script = redis.register_script(_PUBLISH)
+        self._ensure = redis.register_script(_ENSURE)
         self.wake_channel = f"{prefix}hc:ws:wake"
 
     def _stream(self, history: str) -> str:
@@ -178,6 +190,16 @@ class ProviderFanout:
         if frame is None:
             return None
         return msgspec.json.decode(frame, type=Plan)
+
+    async def start(self, history: str) -> int:
+        """The last sequence number of a history, creating it when absent.
+
+        A receiver starting from a snapshot takes this as its position, so
+        every position handed out is on the history's own numbering and a
+        later resume from it can be checked.
+        """
+        seq = await self._ensure(keys=[self._counter(history)], args=[self._ttl_s * 7])
+        return int(seq)
 
     async def position(self, history: str) -> int:
         """The last sequence number of a history (0 when it has none)."""

@@ -167,7 +167,7 @@ class Gateway:
             else:
                 # the position is read before the snapshot, so nothing that
                 # happens between the two is missed (it may come twice)
-                position = await fanout.position(history)
+                position = await fanout.start(history)
                 snapshot = await self._snapshot(connection.actor.actor_id)
                 connection.follow(history, position)
             await connection.send_message(
@@ -187,7 +187,7 @@ class Gateway:
     async def _start_over(self, connection: Connection) -> None:
         """Replace lost history by a fresh snapshot; runs under the lock."""
         assert connection.history is not None
-        position = await self._edge.fanout.position(connection.history)
+        position = await self._edge.fanout.start(connection.history)
         snapshot = await self._snapshot(connection.actor.actor_id)
         connection.follow(connection.history, position)
         await connection.send_message(

@@ -217,3 +217,57 @@ async def test_resume_from_a_lost_history_gets_a_flagged_snapshot(
     assert welcome["history_lost"] is True
     assert [o["order_id"] for o in welcome["snapshot"]["offers"]] == [order.order_id]
     await session.close()
+
+
+async def test_client_that_stops_answering_pings_is_dropped(
+    node: Node, key_prefix: str
+) -> None:
+    """A heartbeat without a pong ends the connection well before the idle timeout."""
+    running = await start_gateway(
+        node, key_prefix, Limits(heartbeat_s=0.4, idle_timeout_s=30.0)
+    )
+    host, port = running.base.removeprefix("ws://").split(":")
+    token = running.token(ActorRole.CAREGIVER, "cg-1")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        # a bare upgrade, then silence: this client never answers a ping
+        writer.write(
+            (
+                "GET /v1/caregiver HTTP/1.1\r\n"
+                f"Host: {host}:{port}\r\n"
+                "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n"
+                f"Authorization: Bearer {token}\r\n\r\n"
+            ).encode()
+        )
+        status = await asyncio.wait_for(reader.readline(), 5)
+        assert status.startswith(b"HTTP/1.1 101")
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(5):
+            while await reader.read(1024):
+                pass
+        assert asyncio.get_running_loop().time() - started < 3.0
+    finally:
+        writer.close()
+        await running.runner.cleanup()
+        await drop_keys(node.redis, key_prefix)
+
+
+async def test_phone_dropped_before_its_first_message_resumes(
+    gateway: Gateway,
+) -> None:
+    """A welcome's position on a new history is one a resume can start from."""
+    session, welcome = await gateway.phone("cg-3")
+    await session.close()
+    order = await book(gateway.node)
+    await offer(gateway.node, order.order_id, "cg-3")
+    await asyncio.sleep(0.3)
+    again = await Session.open(
+        gateway.phone_url, gateway.token(ActorRole.CAREGIVER, "cg-3")
+    )
+    resumed = await again.request("hello", last_seq=welcome["seq"])
+    assert resumed["resumed"] is True
+    missed = await again.next("offer")
+    assert missed["seq"] == welcome["seq"] + 1
+    await again.close()
