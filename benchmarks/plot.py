@@ -1,8 +1,9 @@
 """Figures of benchmark results, drawn with matplotlib when it is installed.
 
-matplotlib is an optional extra like the reference solvers: it is imported
-only when a figure is asked for, through :mod:`importlib`, so that neither
-the benchmarks nor the type check need it when no figure is drawn.
+matplotlib is an optional extra (``bench``), like the reference solvers: it
+is imported only when a figure is asked for, through :mod:`importlib`, so
+that neither the benchmarks nor the type check need it when no figure is
+drawn.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ def _pyplot() -> Any:
         matplotlib = importlib.import_module("matplotlib")
     except ImportError as error:
         raise RuntimeError(
-            "plots need matplotlib: pip install -e '.[compare]' or "
-            "pip install 'matplotlib>=3.8'"
+            "plots need matplotlib: pip install -e '.[bench]' or "
+            "pip install 'matplotlib>=3.7'"
         ) from error
     matplotlib.use("Agg")
     return importlib.import_module("matplotlib.pyplot")
