@@ -470,8 +470,15 @@ def solve_ours(
     Returns:
         The plan, one route per caregiver in the day's order.
     """
-    from solver import Caregiver, Priority, Problem, SolveOptions, Visit, Weights
-    from solver.solve import solve
+    from solver import (
+        Caregiver,
+        Priority,
+        Problem,
+        SolveOptions,
+        Visit,
+        Weights,
+        solve,
+    )
 
     weights = (
         Weights() if not_preferred is None else Weights(not_preferred=not_preferred)

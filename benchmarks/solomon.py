@@ -285,8 +285,7 @@ def solve_ours(
     serving a visit always beats leaving it out when it fits anywhere.
     Leaving one out is a last resort, which the checker reports as missing.
     """
-    from solver import Caregiver, Problem, SolveOptions, Visit, Weights
-    from solver.solve import solve
+    from solver import Caregiver, Problem, SolveOptions, Visit, Weights, solve
 
     longest_arc = max(max(row) for row in instance.travel)
     left_out = max(Weights().left_out_routine, 10 * longest_arc)
