@@ -94,7 +94,7 @@ def build_app(node: Node, roles: frozenset[str] = ROLES) -> web.Application:
     for table in route_tables(roles):
         app.add_routes(table)
     if "api" in roles:
-        app.cleanup_ctx.append(metrics.log_metrics(lambda a: a[NODE].pool))
+        app[metrics.LOG_METRICS] = metrics.LogMetrics(node.pool)
     if "gateway" in roles:
         ws.install(app, node)
     if "dispatcher" in roles:

@@ -7,7 +7,7 @@ counters. Labels are low-cardinality facts (method, route, status,
 priority, kind), never a person's id.
 
 What the API node measures itself: request latency. What follows from the
-committed order log (:class:`LogMetrics`, on the API node): offers and
+committed order log (:class:`LogMetrics`, caught up at each scrape): offers and
 escalations by priority, booked-to-offer and offer-to-accept latency by
 priority. Open websocket connections by endpoint (:data:`CONNECTIONS`) are
 read from the realtime edge's registry at each scrape; the dispatcher is to
@@ -17,19 +17,15 @@ observe :data:`SOLVE_SECONDS` (it is here so that there is one registry).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 from aiohttp import web
 
-from db.outbox import OutboxEvent, OutboxReader
 from dispatch.http import Handler, allow
 from dispatch.openapi import TEXT, describe
 from ws import EDGE
@@ -38,6 +34,7 @@ __all__ = [
     "BOOKED_TO_OFFER",
     "CONNECTIONS",
     "ESCALATIONS",
+    "LOG_METRICS",
     "OFFERS",
     "OFFER_TO_ACCEPT",
     "REGISTRY",
@@ -48,7 +45,6 @@ __all__ = [
     "Histogram",
     "LogMetrics",
     "Registry",
-    "log_metrics",
     "middleware",
     "routes",
 ]
@@ -282,44 +278,59 @@ async def middleware(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 class LogMetrics:
-    """Follows the committed order log and turns events into metrics.
+    """Turns committed order events into metrics, caught up at each scrape.
+
+    Reads the event log below the oldest running transaction, in commit
+    order (as :mod:`db.outbox` does), from where the last scrape stopped;
+    the first scrape starts at the end of the log. Holds no connection and
+    runs no task between scrapes.
 
     Args:
         pool: The order database.
-        name: Cursor name of this follower; removed again at stop.
     """
 
-    def __init__(self, pool: asyncpg.Pool, name: str) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._name = name
+        self._position: tuple[int, int] | None = None
+        self._lock = asyncio.Lock()
 
-    async def run(self) -> None:
-        """Follow the log until cancelled."""
-        reader = OutboxReader(self._pool, self._name, from_now=True)
-        async for batch in reader.batches():
-            await self._count(batch)
-            await reader.commit()
+    async def catch_up(self) -> None:
+        """Count every event committed since the last call."""
+        async with self._lock, self._pool.acquire() as conn:
+            if self._position is None:
+                row = await conn.fetchrow(
+                    "select coalesce(max(tx), '0')::text as tx,"
+                    " coalesce(max(event_id), 0) as event_id from order_event"
+                )
+                assert row is not None
+                self._position = (int(row["tx"]), row["event_id"])
+                return
+            for _ in range(_MAX_BATCHES):
+                tx, event_id = self._position
+                rows = await conn.fetch(_NEW_EVENTS, str(tx), event_id, _BATCH)
+                if not rows:
+                    return
+                self._position = (int(rows[-1]["tx"]), rows[-1]["event_id"])
+                await self._count(conn, rows)
+                if len(rows) < _BATCH:
+                    return
 
-    async def forget(self) -> None:
-        """Remove this follower's cursor."""
-        await self._pool.execute(
-            "delete from outbox_cursor where name = $1", self._name
-        )
-
-    async def _count(self, batch: Sequence[OutboxEvent]) -> None:
-        wanted = [e for e in batch if e.trigger in ("offer", "accept", "escalate")]
+    async def _count(self, conn: Any, rows: Sequence[asyncpg.Record]) -> None:
+        wanted = [r for r in rows if r["trigger"] in ("offer", "accept", "escalate")]
         if not wanted:
             return
-        ids = list({uuid.UUID(e.order_id) for e in wanted})
-        rows = await self._pool.fetch(
-            'select order_id, priority, created_at from "order"'
-            " where order_id = any($1)",
-            ids,
-        )
-        orders = {str(r["order_id"]): r for r in rows}
-        offers = {
-            str(r["order_id"]): r["offered_at"]
-            for r in await self._pool.fetch(
+        ids = list({r["order_id"] for r in wanted})
+        orders = {
+            r["order_id"]: r
+            for r in await conn.fetch(
+                'select order_id, priority, created_at from "order"'
+                " where order_id = any($1)",
+                ids,
+            )
+        }
+        offered_at = {
+            r["order_id"]: r["offered_at"]
+            for r in await conn.fetch(
                 "select distinct on (order_id) order_id, offered_at from offer"
                 " where order_id = any($1) and outcome = 'accept'"
                 " order by order_id, offered_at desc",
@@ -327,54 +338,38 @@ class LogMetrics:
             )
         }
         for event in wanted:
-            order = orders.get(event.order_id)
+            order = orders.get(event["order_id"])
             if order is None:
                 continue
             priority = order["priority"]
-            if event.trigger == "offer":
+            if event["trigger"] == "offer":
                 OFFERS.inc(priority)
-                if event.from_status == "booked" and event.seq == 2:
-                    waited = (event.at - order["created_at"]).total_seconds()
+                if event["from_status"] == "booked" and event["seq"] == 2:
+                    waited = (event["at"] - order["created_at"]).total_seconds()
                     BOOKED_TO_OFFER.observe(max(waited, 0.0), priority)
-            elif event.trigger == "escalate":
+            elif event["trigger"] == "escalate":
                 ESCALATIONS.inc(priority)
-            elif event.order_id in offers:
-                waited = (event.at - offers[event.order_id]).total_seconds()
+            elif event["order_id"] in offered_at:
+                waited = (event["at"] - offered_at[event["order_id"]]).total_seconds()
                 OFFER_TO_ACCEPT.observe(max(waited, 0.0), priority)
 
 
-async def _follow(follower: LogMetrics) -> None:
-    while True:
-        try:
-            await follower.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # metrics must never stop the node
-            logger.warning("metrics follower failed", exc_info=True)
-            await asyncio.sleep(1.0)
-
-
-def log_metrics(pool_of: Any) -> Any:
-    """An aiohttp cleanup context running a :class:`LogMetrics` follower.
-
-    Args:
-        pool_of: Returns the order database pool of an application.
-    """
-
-    async def context(app: web.Application) -> AsyncIterator[None]:
-        follower = LogMetrics(pool_of(app), f"metrics-{secrets.token_hex(6)}")
-        task = asyncio.create_task(_follow(follower))
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        with contextlib.suppress(Exception):
-            await follower.forget()
-
-    return context
+_BATCH = 5000
+_MAX_BATCHES = 20
+# below the oldest running transaction nothing new can appear (db.outbox)
+_NEW_EVENTS = """
+    select tx::text as tx, event_id, order_id, seq, trigger, from_status, at
+    from order_event
+    where (tx, event_id) > ($1::text::xid8, $2)
+      and tx < pg_snapshot_xmin(pg_current_snapshot())
+    order by tx, event_id
+    limit $3
+"""
+LOG_METRICS = web.AppKey("log_metrics", LogMetrics)
 
 
 _ENDPOINTS = ("caregiver", "intake", "console")
+_CATCH_UP_TIMEOUT_S = 5.0
 
 
 def _count_connections(app: web.Application) -> None:
@@ -398,6 +393,13 @@ routes = web.RouteTableDef()
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus metrics of this process (text format 0.0.4)."""
     _count_connections(request.app)
+    follower = request.app.get(LOG_METRICS)
+    if follower is not None:
+        try:
+            async with asyncio.timeout(_CATCH_UP_TIMEOUT_S):
+                await follower.catch_up()
+        except Exception:  # a scrape still answers with what it has
+            logger.warning("metrics catch-up failed", exc_info=True)
     return web.Response(
         text=REGISTRY.render(),
         content_type="text/plain",

@@ -180,18 +180,21 @@ async def test_metrics_use_route_templates_and_no_ids(server: str, node: Node) -
 
 async def test_metrics_follow_offers_and_acceptances(server: str, node: Node) -> None:
     """Offers, booked-to-offer and offer-to-accept come from the committed log."""
-    offers = OFFERS.value("urgent")
-    waits = BOOKED_TO_OFFER.count("urgent")
-    accepts = OFFER_TO_ACCEPT.count("urgent")
     async with aiohttp.ClientSession(headers=OPERATOR) as http:
+        async with http.get(f"{server}/metrics") as r:
+            assert r.status == 200  # the first scrape starts at the log's end
+        offers = OFFERS.value("urgent")
+        waits = BOOKED_TO_OFFER.count("urgent")
+        accepts = OFFER_TO_ACCEPT.count("urgent")
         order_id = (await book(http, server, priority="urgent"))["order_id"]
-    await _offer(node, order_id)
-    await node.commands.act(CG1, order_id, Trigger.ACCEPT)
-    async with asyncio.timeout(5):
-        while OFFER_TO_ACCEPT.count("urgent") == accepts:  # noqa: ASYNC110  # the follower runs on this loop
-            await asyncio.sleep(0.05)
+        await _offer(node, order_id)
+        await node.commands.act(CG1, order_id, Trigger.ACCEPT)
+        async with http.get(f"{server}/metrics") as r:
+            text = await r.text()
     assert OFFERS.value("urgent") == offers + 1
     assert BOOKED_TO_OFFER.count("urgent") == waits + 1
+    assert OFFER_TO_ACCEPT.count("urgent") == accepts + 1
+    assert 'homecare_offer_to_accept_seconds_count{priority="urgent"}' in text
 
 
 async def test_concurrent_retries_book_once(server: str, node: Node) -> None:
