@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from db.proactive import ProactiveVisits
+from dispatch import metrics
 from dispatch.dispatcher import Dispatcher, DispatchPolicy
 from dispatch.node import NODE
 from dispatch.settings import Settings
@@ -93,6 +94,7 @@ async def dispatcher_role(app: web.Application) -> AsyncIterator[None]:
         policy=policy_from(node.settings),
         plan_sink=_FanoutPlans(ProviderFanout(node.redis)),
         executor=executor,
+        on_solve=metrics.SOLVE_SECONDS.observe,
     )
     app[DISPATCHER] = dispatcher
     proactive = ProactiveVisits(node.pool, node.orders, node.clock)

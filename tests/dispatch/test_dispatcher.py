@@ -286,3 +286,17 @@ async def test_ladder_prefers_a_free_caregiver_over_a_busy_one_nearby(
     assert order.offer_provider_id == "cg-2"
     explanation = (await harness.store.events(emergency))[-1].payload["explanation"]
     assert "cg-1" in [a["caregiver_id"] for a in explanation["alternatives"]]
+
+
+async def test_each_solve_reports_its_wall_time(clean: asyncpg.Pool) -> None:
+    """The solver-time metric hears of every re-optimisation."""
+    seen: list[float] = []
+    h = Harness(clean, fast_path=False)
+    h.dispatcher = Dispatcher(
+        clean, h.store, h.clock, policy=h.policy, on_solve=seen.append
+    )
+    await h.dispatcher.start()
+    await h.book("el-2")
+    await h.dispatcher.reoptimise(REGION)
+    assert len(seen) == 1
+    assert seen[0] > 0
