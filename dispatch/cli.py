@@ -27,7 +27,7 @@ from aiohttp import web
 from db.migrate import migrate
 from db.pool import connect_pool
 from dispatch import logs
-from dispatch.app import build_app
+from dispatch.app import ROLES, build_app
 from dispatch.city import CHINA_TZ, CitySpec
 from dispatch.clock import WallClock
 from dispatch.demo import DemoOptions, format_summary, run_demo
@@ -59,6 +59,7 @@ async def _serve(
     *,
     duration_s: float | None,
     city: CitySpec | None,
+    roles: frozenset[str] = ROLES,
 ) -> None:
     async with open_node(settings, database_url, redis_url) as node:
         if city is not None:
@@ -66,7 +67,9 @@ async def _serve(
                 await seed_city(
                     conn, city, node.clock.now().astimezone(CHINA_TZ).date()
                 )
-        runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
+        runner = web.AppRunner(
+            build_app(node, roles), access_log=None, handle_signals=False
+        )
         await runner.setup()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
@@ -151,6 +154,13 @@ def _demo(runner: asyncio.Runner, args: argparse.Namespace, settings: Settings) 
     return 1 if summary.error_logs else 0
 
 
+def _roles(text: str) -> frozenset[str]:
+    roles = frozenset(r.strip() for r in text.split(",") if r.strip())
+    if unknown := roles - ROLES:
+        raise SystemExit(f"homecare: unknown roles {sorted(unknown)}")
+    return roles
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="homecare", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +172,12 @@ def _parser() -> argparse.ArgumentParser:
         command.add_argument(
             "--duration", type=float, default=None, help="stop after this many seconds"
         )
+        if name == "serve":
+            command.add_argument(
+                "--roles",
+                default=",".join(sorted(ROLES)),
+                help="comma-separated roles of this node: " + ", ".join(sorted(ROLES)),
+            )
         if name == "demo":
             command.add_argument(
                 "--speed", type=float, default=10.0, help="simulated seconds per second"
@@ -234,6 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             return _demo(runner, args, settings)
+    roles = _roles(args.roles) if args.command == "serve" else ROLES
     with (
         backing_stores(settings) as (database_url, redis_url),
         asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner,
@@ -251,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     redis_url,
                     duration_s=args.duration,
                     city=None,
+                    roles=roles,
                 )
             )
     return 0
