@@ -230,6 +230,7 @@ class Dispatcher:
         await self.start()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._follow())
+            group.create_task(self._follow_emergencies())
             group.create_task(self._watch_deadlines())
             group.create_task(self._refresh_roster_hourly())
             if self.policy.reoptimise_every is not None:
@@ -269,11 +270,33 @@ class Dispatcher:
             await self.on_events([e.order_id for e in batch])
             await reader.commit()
 
-    async def on_events(self, order_ids: Sequence[str]) -> None:
+    async def _follow_emergencies(self) -> None:
+        """Emergencies skip the queue.
+
+        A second reader of the log takes only emergencies that became booked
+        (new, declined, given back) or accepted, so a burst of thousands of
+        bookings ahead of one never delays its ladder.
+        """
+        reader = OutboxReader(self._pool, "dispatcher-emergency", from_now=True)
+        async for batch in reader.batches():
+            wanted = [
+                e.order_id for e in batch if e.to_status in ("booked", "accepted")
+            ]
+            if wanted:
+                await self.on_events(wanted, emergencies_only=True)
+            await reader.commit()
+
+    async def on_events(
+        self, order_ids: Sequence[str], *, emergencies_only: bool = False
+    ) -> None:
         """Take in the orders that changed and react to what is new."""
         unique = list(dict.fromkeys(order_ids))
         async with self._pool.acquire() as conn:
             changed = await fetch_orders(conn, unique)
+        if emergencies_only:
+            changed = [o for o in changed if o.priority is Priority.EMERGENCY]
+            if not changed:
+                return
         await self._learn_preferences(changed)
         # emergencies first: nothing in a batch may delay them
         changed.sort(key=lambda o: o.priority is not Priority.EMERGENCY)

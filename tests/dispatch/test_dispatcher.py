@@ -300,3 +300,40 @@ async def test_each_solve_reports_its_wall_time(clean: asyncpg.Pool) -> None:
     await h.dispatcher.reoptimise(REGION)
     assert len(seen) == 1
     assert seen[0] > 0
+
+
+async def test_emergency_skips_a_queue_of_bookings(clean: asyncpg.Pool) -> None:
+    """An emergency booked behind hundreds of bookings is offered before them."""
+    clock = SimulatedClock(T0, speed=1.0)
+    store = OrderStore(clean, clock)
+    dispatcher = Dispatcher(
+        clean, store, clock, policy=DispatchPolicy(reoptimise_every=None)
+    )
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        await asyncio.sleep(0.5)  # the readers start at the end of the log
+        window = TimeWindow(T0, T0 + timedelta(hours=8))
+        for n in range(300):
+            await store.create(
+                BookingRequest(f"el-{n % 3 + 1}", "bp_glucose_check", window),
+                OPERATOR,
+                f"queue-{n}",
+            )
+        emergency = await store.create(
+            BookingRequest(
+                "el-1", "bp_glucose_check", window, priority=Priority.EMERGENCY
+            ),
+            OPERATOR,
+            "queue-emergency",
+        )
+        order_id = emergency.order.order_id
+        async with asyncio.timeout(10):
+            while (await store.get(order_id)).status is OrderStatus.BOOKED:  # noqa: ASYNC110  # polls PostgreSQL
+                await asyncio.sleep(0.01)
+        still_booked = await clean.fetchval(
+            "select count(*) from \"order\" where status = 'booked'"
+        )
+        assert still_booked > 0, "the emergency waited for the whole queue"
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
