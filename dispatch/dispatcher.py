@@ -143,7 +143,6 @@ class _State:
     shifts: dict[str, Shift] = field(default_factory=dict)
     orders: dict[str, Order] = field(default_factory=dict)
     routes: dict[str, list[str]] = field(default_factory=dict)
-    waiting: set[str] = field(default_factory=set)
     preferences: dict[str, ElderPreferences] = field(default_factory=dict)
     lateness_min: dict[str, int] = field(default_factory=dict)
     plans: dict[str, Plan] = field(default_factory=dict)
@@ -403,7 +402,6 @@ class Dispatcher:
             or planned_later
             or order.window.earliest > now + self.policy.horizon
         ):
-            self._state.waiting.add(order.order_id)
             self._state.dirty.add(order.region_id)
             return
         routes = await self._routes(order.region_id, now)
@@ -413,8 +411,7 @@ class Dispatcher:
         if self.policy.nearest_first:
             result = self._nearest_first(result, visit, routes)
         if not result.insertions:
-            # waiting orders are what call for a new solve of their region
-            self._state.waiting.add(order.order_id)
+            # orders left waiting are what call for a new solve of their region
             self._state.dirty.add(order.region_id)
             logger.info(
                 "no caregiver can take the order now",
@@ -582,7 +579,6 @@ class Dispatcher:
     async def _offer_vendor(self, order: Order) -> None:
         choice = await self._vendors.choose(order, self._clock.now())
         if choice.vendor_id is None:
-            self._state.waiting.add(order.order_id)
             logger.info(
                 "no vendor can take the order now",
                 extra={"order_id": order.order_id, "reason": choice.reason},
@@ -612,7 +608,6 @@ class Dispatcher:
         )
         if changed is not None:
             self.stats["offers"] += 1
-            self._state.waiting.discard(order.order_id)
             self._absorb(changed)
         return changed
 
@@ -679,7 +674,6 @@ class Dispatcher:
                 self._touched.add(holder_id)
         if order.status in _DONE:
             state.orders.pop(order.order_id, None)
-            state.waiting.discard(order.order_id)
         else:
             state.orders[order.order_id] = order
         holder = order.offer_provider_id or order.provider_id
@@ -837,7 +831,6 @@ class Dispatcher:
         ]
         for order, caregiver_id in due:
             state.tentative.pop(order.order_id, None)
-            state.waiting.discard(order.order_id)
             routes = [
                 r
                 for r in await self._routes(order.region_id, now)
