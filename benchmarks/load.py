@@ -378,6 +378,7 @@ def _plot(report: dict[str, Any], path: Path) -> None:
         ("service_cpu_pct", "tab:blue"),
         ("postgres_cpu_pct", "tab:purple"),
         ("redis_cpu_pct", "tab:red"),
+        ("solver_cpu_pct", "tab:olive"),
         ("generator_cpu_pct", "tab:grey"),
     ):
         values = [s.get("server", {}).get(key) for s in steps]

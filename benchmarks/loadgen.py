@@ -389,14 +389,25 @@ class Sampler:
         return []
 
     def _cpu_s(self) -> dict[str, float]:
-        totals = {}
+        """CPU seconds so far of each named process and of its children.
+
+        The service's children (the dispatcher's solver process) are kept
+        apart as ``solver``, so the event loop's own share shows.
+        """
+        totals: dict[str, float] = {}
         for name, root in self._roots.items():
-            total = 0.0
-            for process in self._family(root):
+            own, children = 0.0, 0.0
+            for k, process in enumerate(self._family(root)):
                 with contextlib.suppress(self._psutil.Error):
                     times = process.cpu_times()
-                    total += times.user + times.system
-            totals[name] = total
+                    if k == 0:
+                        own = times.user + times.system
+                    else:
+                        children += times.user + times.system
+            if name == "service":
+                totals[name], totals["solver"] = own, children
+            else:
+                totals[name] = own + children
         return totals
 
     def rss_mb(self, name: str) -> float:
@@ -412,7 +423,9 @@ class Sampler:
             now_cpu, now_mine, now = self._cpu_s(), own.cpu_times(), time.perf_counter()
             span = now - at
             sample: dict[str, Any] = {
-                f"{name}_cpu_pct": round(100 * (now_cpu[name] - before[name]) / span, 1)
+                f"{name}_cpu_pct": round(
+                    100 * max(0.0, now_cpu[name] - before.get(name, 0.0)) / span, 1
+                )
                 for name in now_cpu
             }
             sample["generator_cpu_pct"] = round(
