@@ -57,6 +57,7 @@ from dispatch.domain import Actor, ActorRole, Priority, ProviderKind, distance_m
 from dispatch.errors import HomecareError
 from dispatch.lifecycle import TERMINAL_STATES, Order, OrderStatus, Trigger
 from dispatch.planning import (
+    AT_THE_DOOR,
     RegionProblem,
     Shift,
     TravelTimes,
@@ -76,7 +77,6 @@ logger = logging.getLogger(__name__)
 SYSTEM = Actor(ActorRole.SYSTEM, "dispatcher")
 _DONE = TERMINAL_STATES | {OrderStatus.COMPLETED, OrderStatus.NO_SHOW}
 _HOLDING = frozenset({OrderStatus.OFFERED, OrderStatus.ACCEPTED, OrderStatus.EN_ROUTE})
-_AT_DOOR = frozenset({OrderStatus.ARRIVED, OrderStatus.IN_SERVICE})
 # door-to-door seconds per metre of straight line: detour 1.3 at 4.2 m/s
 _SECONDS_PER_M = 1.3 / 4.2
 
@@ -518,7 +518,7 @@ class Dispatcher:
             place, free_at = here or shift.start, now
             for other_id in state.routes.get(cid, []):
                 other = state.orders.get(other_id)
-                if other is not None and other.status in _AT_DOOR:
+                if other is not None and other.status in AT_THE_DOOR:
                     place = other.location
                     started = other.updated_at or now
                     free_at = max(now, started + timedelta(minutes=other.duration_min))
@@ -677,10 +677,7 @@ class Dispatcher:
         else:
             state.orders[order.order_id] = order
         holder = order.offer_provider_id or order.provider_id
-        if order.status not in _HOLDING and order.status not in (
-            OrderStatus.ARRIVED,
-            OrderStatus.IN_SERVICE,
-        ):
+        if order.status not in _HOLDING | AT_THE_DOOR:
             holder = None
         for caregiver_id, route in state.routes.items():
             if caregiver_id != holder and order.order_id in route:
@@ -970,11 +967,7 @@ def _position_among(position: int, planned: list[str], orders: dict[str, Order])
     The insertion counts only visits still ahead; visits under way sit at
     the front of the stored route.
     """
-    at_door = sum(
-        1
-        for o in planned
-        if orders[o].status in (OrderStatus.ARRIVED, OrderStatus.IN_SERVICE)
-    )
+    at_door = sum(1 for o in planned if orders[o].status in AT_THE_DOOR)
     return min(len(planned), position + at_door)
 
 

@@ -22,7 +22,7 @@ from solver.insertion import CurrentRoute, Insertion, InsertionResult
 from solver.travel import GreatCircleTravel, TravelMode
 
 __all__ = [
-    "Placement",
+    "AT_THE_DOOR",
     "RegionProblem",
     "Shift",
     "TravelTimes",
@@ -43,7 +43,7 @@ _PINNED = frozenset(
         OrderStatus.IN_SERVICE,
     }
 )
-_AT_THE_DOOR = frozenset({OrderStatus.ARRIVED, OrderStatus.IN_SERVICE})
+AT_THE_DOOR = frozenset({OrderStatus.ARRIVED, OrderStatus.IN_SERVICE})
 
 
 class TravelTimes:
@@ -108,10 +108,6 @@ class TravelTimes:
             self._cache[key] = found
         return found
 
-    def full_matrix(self, indices: Sequence[int]) -> list[list[int]]:
-        """A dense matrix between the given places (for a solve)."""
-        return [[self.seconds(a, b) for b in indices] for a in indices]
-
 
 class _LazyMatrix(Sequence[Sequence[int]]):
     """Row access into :class:`TravelTimes`; entries computed on first use."""
@@ -164,17 +160,6 @@ class Shift:
     ends_at: datetime
     start: GeoPoint
     end: GeoPoint
-
-
-@dataclass(frozen=True, slots=True)
-class Placement:
-    """The solver's place for one order on one caregiver's route."""
-
-    order_id: str
-    caregiver_id: str
-    position: int
-    arrival: datetime
-    start: datetime
 
 
 def seconds_since(origin: datetime, moment: datetime) -> int:
@@ -231,7 +216,7 @@ def route_of(
     start_s = max(seconds_since(origin, now), seconds_since(origin, shift.starts_at))
     ahead: list[Visit] = []
     for order in planned:
-        if order.status in _AT_THE_DOOR:
+        if order.status in AT_THE_DOOR:
             started = order.updated_at or now
             ends = started + timedelta(minutes=order.duration_min)
             start_point = order.location
