@@ -123,41 +123,56 @@ class _Slack:
 
 
 def _slack(travel_s: Sequence[Sequence[int]], route: CurrentRoute) -> _Slack:
+    # The fast path builds this for every route of a region on each new
+    # order, so it is written as two flat passes over local names.
     caregiver = route.caregiver
-    locations = [caregiver.start_location] + [v.location for v in route.visits]
+    visits = route.visits
+    count = len(visits)
+    locations = [caregiver.start_location]
     free_s = [caregiver.shift_start_s]
-    feasible_prefix = len(route.visits)
-    hard_latest_s = [v.latest_s + v.max_lateness_s for v in route.visits]
-    for k, visit in enumerate(route.visits):
-        arrival_s = free_s[-1] + travel_s[locations[k]][visit.location]
-        start_s = max(arrival_s, visit.earliest_s)
-        if start_s > hard_latest_s[k]:
-            feasible_prefix = min(feasible_prefix, k)
-        free_s.append(start_s + visit.duration_s)
+    hard_latest_s = []
+    feasible_prefix = count
+    here, clock_s, load = caregiver.start_location, caregiver.shift_start_s, 0
+    for k, visit in enumerate(visits):
+        there = visit.location
+        hard_s = visit.latest_s + visit.max_lateness_s
+        start_s = clock_s + travel_s[here][there]
+        if start_s < visit.earliest_s:
+            start_s = visit.earliest_s
+        if start_s > hard_s and feasible_prefix == count:
+            feasible_prefix = k
+        clock_s = start_s + visit.duration_s
+        locations.append(there)
+        free_s.append(clock_s)
+        hard_latest_s.append(hard_s)
+        load += visit.demand
+        here = there
 
-    # latest_start_s[k + 1] is the latest start of visit k that keeps every
-    # later visit and the shift end feasible; the last entry is the shift end
+    # latest[k + 1] is the latest start of visit k that keeps every later
+    # visit and the shift end feasible; the last entry is the shift end
     # (the latest arrival at the end location).
-    latest = [0] * (len(route.visits) + 2)
-    latest[-1] = caregiver.shift_end_s
-    next_location = caregiver.end_location
-    for k in range(len(route.visits) - 1, -1, -1):
-        visit = route.visits[k]
-        leg_s = travel_s[visit.location][next_location]
-        latest[k + 1] = min(hard_latest_s[k], latest[k + 2] - leg_s - visit.duration_s)
-        next_location = visit.location
-    latest[0] = latest[1]
+    latest = [0] * (count + 2)
+    latest_s = latest[-1] = caregiver.shift_end_s
+    after = caregiver.end_location
     feasible_suffix = 0
-    for k, visit in enumerate(route.visits):
-        if visit.earliest_s > latest[k + 1]:
+    for k in range(count - 1, -1, -1):
+        visit = visits[k]
+        here = locations[k + 1]
+        latest_s -= travel_s[here][after] + visit.duration_s
+        if hard_latest_s[k] < latest_s:
+            latest_s = hard_latest_s[k]
+        latest[k + 1] = latest_s
+        if not feasible_suffix and visit.earliest_s > latest_s:
             feasible_suffix = k + 1
+        after = here
+    latest[0] = latest[1]
     return _Slack(
         caregiver,
         locations,
         free_s,
         latest,
-        sum(v.demand for v in route.visits),
-        len(route.visits),
+        load,
+        count,
         feasible_prefix,
         feasible_suffix,
     )
@@ -193,10 +208,22 @@ class InsertionIndex:
         self._travel_s = travel_s
         self._weights = weights or Weights()
         self._current = list(routes)
-        known: dict[CurrentRoute, _Slack] = {}
-        if reuse is not None and reuse._travel_s is travel_s:
-            known = dict(zip(reuse._current, reuse._routes, strict=True))
-        self._routes = [known.get(r) or _slack(travel_s, r) for r in routes]
+        if reuse is None or reuse._travel_s is not travel_s:
+            self._routes = [_slack(travel_s, r) for r in routes]
+            return
+        # Hashing a whole route hashes every field of every visit, which cost
+        # more than the slack it saves; the ids are cheap to hash (strings
+        # keep their hash), and the equality check that follows mostly
+        # compares the same objects.
+        pairs = zip(reuse._current, reuse._routes, strict=True)
+        known = {_key(route): (route, slack) for route, slack in pairs}
+        self._routes = []
+        for route in routes:
+            old = known.get(_key(route))
+            if old is not None and old[0] == route:
+                self._routes.append(old[1])
+            else:
+                self._routes.append(_slack(travel_s, route))
 
     @property
     def routes(self) -> tuple[CurrentRoute, ...]:
@@ -314,6 +341,10 @@ class InsertionIndex:
             preferred,
             cost,
         )
+
+
+def _key(route: CurrentRoute) -> tuple[str, tuple[str, ...]]:
+    return route.caregiver.caregiver_id, tuple(v.visit_id for v in route.visits)
 
 
 def _refusal(route: _Slack, visit: Visit) -> RejectionReason | None:
