@@ -18,7 +18,8 @@ The tree::
     │   ├── IllegalTransitionError     the lifecycle forbids this transition
     │   ├── StaleVersionError          the order changed since it was read
     │   ├── IdempotencyMismatchError   key reused with a different body
-    │   └── IdempotencyInProgressError the first request with the key is running
+    │   ├── IdempotencyInProgressError the first request with the key is running
+    │   └── LeaseLostError             a dispatcher no longer holds its region
     └── UnavailableError           PostgreSQL or Redis cannot be reached
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "IdempotencyInProgressError",
     "IdempotencyMismatchError",
     "IllegalTransitionError",
+    "LeaseLostError",
     "NotFoundError",
     "SettingsError",
     "StaleVersionError",
@@ -136,6 +138,23 @@ class IdempotencyInProgressError(ConflictError):
     """The first request carrying this idempotency key has not finished."""
 
     code = "idempotency_in_progress"
+
+
+class LeaseLostError(ConflictError):
+    """A dispatcher wrote for a region whose lease it no longer holds.
+
+    Another dispatcher has taken the region (a higher fencing number), or
+    the lease expired; the write was refused and nothing was changed.
+    """
+
+    code = "lease_lost"
+
+    def __init__(self, region_id: str, fence: int) -> None:
+        super().__init__(
+            f"the lease on region {region_id} (fence {fence}) is no longer held",
+            region_id=region_id,
+            fence=fence,
+        )
 
 
 class UnavailableError(HomecareError):
