@@ -19,7 +19,7 @@ from db.orders import OrderStore
 from dispatch.clock import SimulatedClock
 from dispatch.dispatcher import Dispatcher, DispatchPolicy
 from dispatch.domain import Actor, ActorRole, BookingRequest, Priority, TimeWindow
-from dispatch.lifecycle import OrderStatus, Trigger
+from dispatch.lifecycle import Order, OrderStatus, Trigger
 from solver import Plan, Problem, SolveOptions, solve
 
 pytestmark = pytest.mark.integration
@@ -28,6 +28,10 @@ T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 OPERATOR = Actor(ActorRole.OPERATOR, "op-1")
 REGION = "220102-01"
 _KEYS = itertools.count()
+_READERS_STARTED = (
+    "select count(*) from outbox_cursor"
+    " where name in ('dispatcher', 'dispatcher-emergency')"
+)
 
 
 def caregiver(n: int) -> Actor:
@@ -302,23 +306,40 @@ async def test_each_solve_reports_its_wall_time(clean: asyncpg.Pool) -> None:
     assert seen[0] > 0
 
 
-async def test_emergency_skips_a_queue_of_bookings(clean: asyncpg.Pool) -> None:
-    """An emergency booked behind hundreds of bookings is offered before them."""
-    clock = SimulatedClock(T0, speed=1.0)
+async def test_emergency_is_offered_while_the_main_reader_is_held_in_a_batch(
+    clean: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An emergency booked while bookings hold the main reader is still offered."""
+    clock = SimulatedClock(T0)
     store = OrderStore(clean, clock)
     dispatcher = Dispatcher(
         clean, store, clock, policy=DispatchPolicy(reoptimise_every=None)
     )
+    held, gate = asyncio.Event(), asyncio.Event()
+    fast_path = dispatcher._fast_path
+
+    async def held_fast_path(order: Order) -> None:
+        # the main reader stops here, inside its batch, until the gate opens
+        held.set()
+        await gate.wait()
+        await fast_path(order)
+
+    monkeypatch.setattr(dispatcher, "_fast_path", held_fast_path)
     running = asyncio.create_task(dispatcher.run())
     try:
-        await asyncio.sleep(0.5)  # the readers start at the end of the log
+        async with asyncio.timeout(10):
+            # each reader starts at the end of the log once its cursor exists
+            while await clean.fetchval(_READERS_STARTED) < 2:  # noqa: ASYNC110  # polls PostgreSQL
+                await asyncio.sleep(0.01)
         window = TimeWindow(T0, T0 + timedelta(hours=8))
-        for n in range(300):
+        for n in range(50):
             await store.create(
                 BookingRequest(f"el-{n % 3 + 1}", "bp_glucose_check", window),
                 OPERATOR,
                 f"queue-{n}",
             )
+        async with asyncio.timeout(10):
+            await held.wait()
         emergency = await store.create(
             BookingRequest(
                 "el-1", "bp_glucose_check", window, priority=Priority.EMERGENCY
@@ -330,10 +351,13 @@ async def test_emergency_skips_a_queue_of_bookings(clean: asyncpg.Pool) -> None:
         async with asyncio.timeout(10):
             while (await store.get(order_id)).status is OrderStatus.BOOKED:  # noqa: ASYNC110  # polls PostgreSQL
                 await asyncio.sleep(0.01)
-        still_booked = await clean.fetchval(
-            "select count(*) from \"order\" where status = 'booked'"
+        assert not gate.is_set()
+        assert (await store.get(order_id)).status is OrderStatus.OFFERED
+        offered = await clean.fetchval(
+            "select count(*) from \"order\" where status = 'offered'"
         )
-        assert still_booked > 0, "the emergency waited for the whole queue"
+        assert offered == 1, "a booking of the held batch was offered too"
     finally:
+        gate.set()
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
