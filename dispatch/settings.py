@@ -106,6 +106,12 @@ VARIABLES: tuple[Variable, ...] = (
         "time limit of each re-optimisation, in seconds",
     ),
     Variable(
+        "HOMECARE_LEASE_TTL_S",
+        "lease_ttl_s",
+        "15",
+        "seconds a dispatcher's region lease lasts unrenewed (renewed every third)",
+    ),
+    Variable(
         "HOMECARE_MAX_NOTES_CHARS",
         "max_notes_chars",
         "4000",
@@ -163,6 +169,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "reoptimise_s": _positive_int,
     "solve_limit_s": _positive_int,
     "commit_ahead_min": _positive_int,
+    "lease_ttl_s": _positive_int,
 }
 
 
@@ -190,6 +197,7 @@ class Settings:
     reoptimise_s: int
     solve_limit_s: int
     commit_ahead_min: int
+    lease_ttl_s: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -213,6 +221,8 @@ class Settings:
         }
         if values["db_pool_size"] < 1:
             raise SettingsError("HOMECARE_DB_POOL_SIZE must be at least 1")
+        if values["lease_ttl_s"] < 3:
+            raise SettingsError("HOMECARE_LEASE_TTL_S must be at least 3")
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

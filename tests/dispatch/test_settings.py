@@ -36,6 +36,7 @@ def test_every_variable_is_documented_with_its_default() -> None:
         ({"HOMECARE_PORT": "-1"}, "negative"),
         ({"HOMECARE_LOG_LEVEL": "loud"}, "one of"),
         ({"HOMECARE_DB_POOL_SIZE": "0"}, "at least 1"),
+        ({"HOMECARE_LEASE_TTL_S": "2"}, "at least 3"),
         ({"HOMECARE_DATABSE_URL": "postgresql://x"}, "unknown setting"),
     ],
 )
