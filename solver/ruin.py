@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from solver.insertion import CurrentRoute, InsertionIndex
 from solver.model import Model, fair_share
+from solver.screening import kind_for, skill_kinds
 
 Routes = list[list[int]]
 """Per vehicle, visit nodes in order."""
@@ -104,6 +105,15 @@ class GreedyInsertion:
         self._node_of = {v.visit_id: n for n, v in enumerate(model.index_map.visits)}
         self._near = _nearest(model, neighbours)
         self._last: InsertionIndex | None = None
+        # Per visit node, the vehicles whose skills are the fewest that
+        # suffice; ``None`` where every caregiver holds the same skills.
+        self._own_kind: list[set[int]] | None = None
+        kinds = skill_kinds(model.index_map.caregivers)
+        if len(kinds) > 1:
+            self._own_kind = [
+                set(kinds.get(kind_for(v, kinds) or frozenset(), ()))
+                for v in model.index_map.visits
+            ]
 
     def __call__(
         self, ruined: Sequence[Sequence[int]], removed: Sequence[int]
@@ -137,14 +147,21 @@ class GreedyInsertion:
             near = {vehicle_of[m] for m in self._near[node] if m in vehicle_of}
             if open_early:
                 near.update(k for k in range(len(ruined)) if k not in used)
-            ranked = index.rank(visits[node], near).insertions
-            if not ranked:
-                ranked = index.rank(visits[node], used).insertions
-            if not ranked:
-                ranked = index.rank(visits[node]).insertions
-            if ranked:
-                vehicle = index_map.vehicle_of_caregiver(ranked[0].caregiver_id)
-                index.apply(ranked[0], visits[node])
+            visit = visits[node]
+            place = None
+            if self._own_kind is not None:
+                # Near caregivers with no more skills than the visit needs
+                # first, so that nurses stay free for nursing visits.
+                place = index.cheapest(visit, near & self._own_kind[node])
+            if place is None:
+                place = index.cheapest(visit, near)
+            if place is None:
+                place = index.cheapest(visit, used)
+            if place is None:
+                place = index.cheapest(visit)
+            if place is not None:
+                vehicle, position = place
+                index.insert(vehicle, position, visit)
                 vehicle_of[node] = vehicle
                 used.add(vehicle)
         self._last = index
