@@ -15,7 +15,9 @@ parts of a few hundred visits that each get a share of the time limit:
    :mod:`solver.insertion`, cheapest first;
 6. split again around other medoids, every planned visit going with its
    caregiver, and improve each part from the routes found, so that part
-   borders cost few visits.
+   borders cost few visits;
+7. refill (:mod:`solver.refill`): on the whole problem, ruin the routes
+   near each visit still left out and recreate them with it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from solver.decode import routes_from_sequences
 from solver.insertion import CurrentRoute, InsertionIndex
 from solver.plan import ObjectiveTerms, Plan, SolveStats, SolveStatus
 from solver.problem import Caregiver, Problem, SolveOptions, Visit
-from solver.screening import is_allowed
+from solver.refill import ATTEMPTS_PER_VISIT, refill
+from solver.screening import is_allowed, kind_for, skill_kinds
 
 MEDOID_ROUNDS = 4
 """Rounds of k-medoids refinement; more rounds rarely move a medoid."""
@@ -43,6 +46,9 @@ ROUND_SHARES = (0.4, 0.3, 0.3)
 
 ASSEMBLY_SHARE = 0.12
 """Share of the time limit kept for screening, splitting and assembly."""
+
+REFILL_SHARE = 0.2
+"""Share of the time limit for :func:`solver.refill.refill` after the rounds."""
 
 _NO_STATS = SolveStats(SolveStatus.FEASIBLE, 0, ObjectiveTerms(), 0.0, 0, 0)
 
@@ -117,19 +123,29 @@ def split(
     k = len(medoids)
     home = [_closest(travel, medoids, v.location) for v in visits]
 
-    # Caregivers in proportion to visits, each to the nearest part with room.
-    sizes = [home.count(m) for m in range(k)]
-    quota = [max(1, round(len(caregivers) * s / max(1, len(visits)))) for s in sizes]
-    pairs = sorted(
-        (travel[c.start_location][medoids[m]], i, m)
-        for i, c in enumerate(caregivers)
-        for m in range(k)
-    )
+    # Caregivers in proportion to the visits they are needed for, each to
+    # the nearest part with room, skill set by skill set: nurses are few,
+    # and a part that got nurses by headcount alone left its nursing visits
+    # out while nurses elsewhere made visits anyone could make.
     part_of_caregiver: dict[int, int] = {}
-    for _, i, m in pairs:
-        if i not in part_of_caregiver and quota[m] > 0:
-            part_of_caregiver[i] = m
-            quota[m] -= 1
+    kinds = skill_kinds(caregivers)
+    kind_of_visit = [kind_for(v, kinds) for v in visits]
+    for kind, members_of_kind in kinds.items():
+        sizes = [0] * k
+        for j, visit_kind in enumerate(kind_of_visit):
+            if visit_kind == kind:
+                sizes[home[j]] += 1
+        total = max(1, sum(sizes))
+        quota = [round(len(members_of_kind) * size / total) for size in sizes]
+        pairs = sorted(
+            (travel[caregivers[i].start_location][medoids[m]], i, m)
+            for i in members_of_kind
+            for m in range(k)
+        )
+        for _, i, m in pairs:
+            if i not in part_of_caregiver and quota[m] > 0:
+                part_of_caregiver[i] = m
+                quota[m] -= 1
     for i, c in enumerate(caregivers):
         if i not in part_of_caregiver:
             part_of_caregiver[i] = _closest(travel, medoids, c.start_location)
@@ -241,11 +257,13 @@ def solve_in_parts(
 ) -> tuple[dict[str, list[str]], int, int]:
     """Solve ``problem`` part by part with ``solve_part`` and assemble.
 
-    Two rounds share the time limit. The first solves the parts of one
-    split from scratch. The second splits again around other medoids, each
-    caregiver's planned visits going with the caregiver, and improves each
-    part from the first round's routes, so that visits stranded at a border
-    of the first split get a second chance.
+    :data:`ROUNDS` rounds share most of the time limit. The first solves
+    the parts of one split from scratch. Each later round splits again
+    around other medoids, each caregiver's planned visits going with the
+    caregiver, and improves each part from the routes found so far, so that
+    visits stranded at a border get another chance. Then :func:`~solver.
+    refill.refill` spends :data:`REFILL_SHARE` of the limit on the visits
+    still left out, across the whole problem.
 
     Args:
         problem: The problem.
@@ -268,7 +286,7 @@ def solve_in_parts(
         parts_first = parts_first or len(parts)
         # What is left, less a reserve for assembling, shared among the
         # rounds still to run by their shares.
-        left_s = options.time_limit_s * (1 - ASSEMBLY_SHARE)
+        left_s = options.time_limit_s * (1 - ASSEMBLY_SHARE - REFILL_SHARE)
         left_s -= time.monotonic() - started
         budget_s = left_s * ROUND_SHARES[round_] / sum(ROUND_SHARES[round_:])
         total = max(1, sum(len(p.visits) for p in parts))
@@ -300,4 +318,14 @@ def solve_in_parts(
         )
         routes = routes_from_sequences(problem, sequences)
         warm = Plan(routes, (), _NO_STATS)
+
+    served = {v for seq in sequences.values() for v in seq}
+    left_out = len(problem.visits) - len(served)
+    refill(
+        problem,
+        sequences,
+        started + options.time_limit_s * (1 - ASSEMBLY_SHARE),
+        options.seed,
+        None if options.solution_limit is None else ATTEMPTS_PER_VISIT * left_out,
+    )
     return sequences, found, parts_first

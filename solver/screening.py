@@ -10,7 +10,7 @@ the rest enter the model with their allowed caregivers. After the solve,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from solver.insertion import InsertionIndex
@@ -37,6 +37,29 @@ class Screening:
 def is_skilled(caregiver: Caregiver, visit: Visit) -> bool:
     """Whether the caregiver holds all of the visit's skills."""
     return visit.skills <= caregiver.skills
+
+
+def skill_kinds(caregivers: Sequence[Caregiver]) -> dict[frozenset[str], list[int]]:
+    """Caregivers (positions in ``caregivers``) by skill set, fewest skills first."""
+    kinds: dict[frozenset[str], list[int]] = {}
+    for i, caregiver in enumerate(caregivers):
+        kinds.setdefault(caregiver.skills, []).append(i)
+    return dict(sorted(kinds.items(), key=lambda kv: (len(kv[0]), sorted(kv[0]))))
+
+
+def kind_for(
+    visit: Visit, kinds: Mapping[frozenset[str], Sequence[int]]
+) -> frozenset[str] | None:
+    """The skill set a visit is best left to: the fewest skills that suffice.
+
+    Caregivers with more skills than a visit needs are scarce for the visits
+    that need them (nurses for nursing); ties go to the skill set held by
+    more caregivers. ``None`` if no skill set suffices.
+    """
+    able = [kind for kind in kinds if visit.skills <= kind]
+    if not able:
+        return None
+    return min(able, key=lambda kind: (len(kind), -len(kinds[kind]), sorted(kind)))
 
 
 def is_allowed(caregiver: Caregiver, visit: Visit) -> bool:
