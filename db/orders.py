@@ -4,12 +4,25 @@ Every change is one transaction that locks the order's row, checks the
 transition with the pure rules of :mod:`dispatch.lifecycle`, updates the
 order and appends exactly one event. A caller learns of an order only
 after that transaction has committed.
+
+Bookings are committed in groups (DESIGN.md section 8): concurrent calls of
+:meth:`OrderStore.create` wait in a queue, and each commit takes every
+booking waiting at that moment into one transaction, whose statements are
+per group, not per booking. Each caller is still answered only after the
+commit that holds its booking. A booking refused for its own reasons
+(unknown elder, reused key) is answered with its error and the others of
+its group commit; should PostgreSQL refuse the group as a whole, each of
+its bookings is tried again alone, so one bad order never fails the
+others.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,14 +44,18 @@ from dispatch.domain import (
     TimeWindow,
 )
 from dispatch.errors import (
+    HomecareError,
     IdempotencyInProgressError,
     IdempotencyMismatchError,
     NotFoundError,
+    UnavailableError,
     ValidationError,
 )
 from dispatch.lifecycle import Order, OrderEvent, OrderStatus, Trigger
 
 __all__ = ["Booking", "OrderStore"]
+
+logger = logging.getLogger(__name__)
 
 _MAX_KEY_CHARS = 200
 _MAX_DURATION_MIN = 24 * 60
@@ -52,6 +69,22 @@ class Booking:
     created: bool
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """A booking waiting for its group's commit, and who waits for it."""
+
+    request: BookingRequest
+    actor: Actor
+    scope: str
+    key: str
+    fingerprint: str
+    answer: asyncio.Future[Booking]
+
+    @property
+    def lock_key(self) -> str:
+        return f"{self.scope}\x1f{self.key}"
+
+
 class OrderStore:
     """Orders and their events in PostgreSQL.
 
@@ -59,14 +92,30 @@ class OrderStore:
         pool: Connections made by :func:`db.pool.connect_pool`.
         clock: Where event times come from.
         max_notes_chars: Longest notes accepted on a booking.
+        max_group: Most bookings committed in one transaction.
+        max_commits: Most group commits of bookings running at once, each
+            on its own connection; while they run, new bookings gather
+            for the next group.
     """
 
     def __init__(
-        self, pool: asyncpg.Pool, clock: Clock, *, max_notes_chars: int = 4000
+        self,
+        pool: asyncpg.Pool,
+        clock: Clock,
+        *,
+        max_notes_chars: int = 4000,
+        max_group: int = 200,
+        max_commits: int = 2,
     ) -> None:
         self._pool = pool
         self._clock = clock
         self._max_notes_chars = max_notes_chars
+        self._max_group = max_group
+        self._max_commits = max_commits
+        self._waiting: deque[_Waiting] = deque()
+        self._in_flight: set[str] = set()  # lock keys of the groups committing
+        self._committing = 0
+        self._committers: set[asyncio.Task[None]] = set()
 
     async def create(
         self, request: BookingRequest, actor: Actor, idempotency_key: str
@@ -75,7 +124,8 @@ class OrderStore:
 
         The same key with the same request returns the first order with
         ``created`` false; keys are scoped by actor, so two partners may use
-        the same key for different orders.
+        the same key for different orders. The call returns once the
+        booking's group has committed (see the module's docstring).
 
         Raises:
             ValidationError: Bad input (``unknown_elder``, ``unknown_service``,
@@ -86,43 +136,179 @@ class OrderStore:
             ForbiddenError: The actor's role may not book orders.
         """
         self._validate(request, idempotency_key)
-        scope = str(actor)
-        fingerprint = request.fingerprint()
-        async with self._pool.acquire() as conn, conn.transaction():
-            locked = await conn.fetchval(
-                "select pg_try_advisory_xact_lock(hashtextextended($1, 0))",
-                f"{scope}\x1f{idempotency_key}",
-            )
-            if not locked:
-                raise IdempotencyInProgressError(
-                    "a request with this idempotency key is still running"
-                )
-            first = await conn.fetchrow(
-                "select request_hash, order_id from idempotency_key"
-                " where scope = $1 and key = $2",
-                scope,
-                idempotency_key,
-            )
-            if first is not None:
-                if first["request_hash"] != fingerprint:
-                    raise IdempotencyMismatchError(
-                        "this idempotency key was used for a different request"
-                    )
-                return Booking(await _fetch_order(conn, first["order_id"]), False)
+        waiting = _Waiting(
+            request=request,
+            actor=actor,
+            scope=str(actor),
+            key=idempotency_key,
+            fingerprint=request.fingerprint(),
+            answer=asyncio.get_running_loop().create_future(),
+        )
+        self._waiting.append(waiting)
+        if self._committing < self._max_commits:
+            # counted here, uncounted where it finds nothing left: no gap
+            self._committing += 1
+            task = asyncio.create_task(self._commit_waiting())
+            self._committers.add(task)
+            task.add_done_callback(self._committers.discard)
+        return await waiting.answer
 
-            order = await self._new_order(conn, request, actor)
-            event = lifecycle.book(order)
-            await _insert_order(conn, order)
-            await _insert_event(conn, event, order, order)
-            await conn.execute(
+    async def _commit_waiting(self) -> None:
+        """Commit groups of waiting bookings until none is left."""
+        try:
+            while group := self._next_group():
+                try:
+                    await self._commit_group(group)
+                except asyncio.CancelledError:
+                    # the service is stopping: nobody may be left waiting
+                    stopping = UnavailableError("the service is stopping")
+                    _answer_all(group, stopping)
+                    if self._committing == 1:
+                        _answer_all(self._waiting, stopping)
+                        self._waiting.clear()
+                    raise
+                finally:
+                    self._in_flight.difference_update(w.lock_key for w in group)
+        finally:
+            self._committing -= 1
+
+    def _next_group(self) -> list[_Waiting]:
+        """Take up to ``max_group`` waiting bookings, one per idempotency key.
+
+        A booking whose key is already in this group or in one committing
+        waits for a later group, so it sees the first one's outcome as a
+        retry would.
+        """
+        group: list[_Waiting] = []
+        keys = self._in_flight
+        later: list[_Waiting] = []
+        while self._waiting and len(group) < self._max_group:
+            waiting = self._waiting.popleft()
+            if waiting.answer.done():
+                continue  # its caller has gone; nothing was written for it
+            if waiting.lock_key in keys:
+                later.append(waiting)
+                continue
+            keys.add(waiting.lock_key)
+            group.append(waiting)
+        self._waiting.extendleft(reversed(later))
+        return group
+
+    async def _commit_group(self, group: Sequence[_Waiting]) -> None:
+        """Commit one group and answer each of its callers.
+
+        Should PostgreSQL refuse the group, each booking is tried alone, so
+        the refusal reaches only the booking that caused it.
+        """
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                outcomes = await self._book_group(conn, group)
+        except asyncpg.PostgresError as exc:
+            if len(group) == 1:
+                _answer_all(group, exc)
+                return
+            logger.warning(
+                "group of bookings refused, booking each alone",
+                extra={"bookings": len(group), "sqlstate": exc.sqlstate},
+            )
+            for waiting in group:
+                await self._commit_group([waiting])
+            return
+        except Exception as exc:  # noqa: BLE001  # each caller is told, not a task log
+            _answer_all(group, exc)
+            return
+        for waiting, outcome in zip(group, outcomes, strict=True):
+            if waiting.answer.done():
+                continue
+            if isinstance(outcome, Booking):
+                waiting.answer.set_result(outcome)
+            else:
+                waiting.answer.set_exception(outcome)
+
+    async def _book_group(
+        self, conn: Connection, group: Sequence[_Waiting]
+    ) -> list[Booking | HomecareError]:
+        """Write a group of bookings in the caller's transaction.
+
+        The statements are per group: one to lock every key, one to read
+        the keys already used, one each for the elders and services named,
+        and one per table written.
+        """
+        locked = await conn.fetch(
+            "select pg_try_advisory_xact_lock(hashtextextended(k, 0)) as locked"
+            " from unnest($1::text[]) with ordinality as t(k, n) order by n",
+            [w.lock_key for w in group],
+        )
+        used = {
+            (row["scope"], row["key"]): row
+            for row in await conn.fetch(
+                "select scope, key, request_hash, order_id from idempotency_key"
+                " where (scope, key) in (select * from unnest($1::text[], $2::text[]))",
+                [w.scope for w in group],
+                [w.key for w in group],
+            )
+        }
+        elders = {
+            row["elder_id"]: row
+            for row in await conn.fetch(
+                "select elder_id, region_id, home_lat, home_lon from elder"
+                " where elder_id = any($1::text[])",
+                list({w.request.elder_id for w in group}),
+            )
+        }
+        services = {
+            row["service_code"]: row
+            for row in await conn.fetch(
+                "select service_code, skills, duration_min, fulfilled_by from service"
+                " where service_code = any($1::text[])",
+                list({w.request.service_code for w in group}),
+            )
+        }
+
+        outcomes: list[Booking | HomecareError | uuid.UUID] = []
+        made: list[tuple[_Waiting, Order, OrderEvent]] = []
+        for waiting, lock in zip(group, locked, strict=True):
+            first = used.get((waiting.scope, waiting.key))
+            try:
+                if not lock["locked"]:
+                    raise IdempotencyInProgressError(
+                        "a request with this idempotency key is still running"
+                    )
+                if first is not None:
+                    if first["request_hash"] != waiting.fingerprint:
+                        raise IdempotencyMismatchError(
+                            "this idempotency key was used for a different request"
+                        )
+                    outcomes.append(first["order_id"])
+                    continue
+                order = self._new_order(waiting, elders, services)
+                event = lifecycle.book(order)
+            except HomecareError as refused:
+                outcomes.append(refused)
+                continue
+            made.append((waiting, order, event))
+            outcomes.append(Booking(order, True))
+
+        if made:
+            await _insert_orders(conn, [order for _, order, _ in made])
+            await _insert_events(
+                conn, [(event, order, order) for _, order, event in made]
+            )
+            await conn.executemany(
                 "insert into idempotency_key (scope, key, request_hash, order_id)"
                 " values ($1, $2, $3, $4)",
-                scope,
-                idempotency_key,
-                fingerprint,
-                uuid.UUID(order.order_id),
+                [
+                    (w.scope, w.key, w.fingerprint, uuid.UUID(order.order_id))
+                    for w, order, _ in made
+                ],
             )
-        return Booking(order, True)
+        replayed = await _fetch_orders(
+            conn, [o for o in outcomes if isinstance(o, uuid.UUID)]
+        )
+        return [
+            Booking(replayed[o], False) if isinstance(o, uuid.UUID) else o
+            for o in outcomes
+        ]
 
     async def transition(
         self,
@@ -241,22 +427,19 @@ class OrderStore:
                 field="duration_min",
             )
 
-    async def _new_order(
-        self, conn: Connection, request: BookingRequest, actor: Actor
+    def _new_order(
+        self,
+        waiting: _Waiting,
+        elders: Mapping[str, asyncpg.Record],
+        services: Mapping[str, asyncpg.Record],
     ) -> Order:
-        elder = await conn.fetchrow(
-            "select region_id, home_lat, home_lon from elder where elder_id = $1",
-            request.elder_id,
-        )
+        request = waiting.request
+        elder = elders.get(request.elder_id)
         if elder is None:
             raise ValidationError(
                 f"no elder {request.elder_id}", code="unknown_elder", field="elder_id"
             )
-        service = await conn.fetchrow(
-            "select skills, duration_min, fulfilled_by from service"
-            " where service_code = $1",
-            request.service_code,
-        )
+        service = services.get(request.service_code)
         if service is None:
             raise ValidationError(
                 f"no service {request.service_code}",
@@ -275,12 +458,19 @@ class OrderStore:
             duration_min=request.duration_min or service["duration_min"],
             location=GeoPoint(elder["home_lat"], elder["home_lon"]),
             channel=request.channel,
-            created_by=actor,
+            created_by=waiting.actor,
             created_at=now,
             updated_at=now,
             notes=request.notes,
             skills=frozenset(service["skills"]),
         )
+
+
+def _answer_all(group: Iterable[_Waiting], error: BaseException) -> None:
+    """Tell every caller of a group still waiting that it failed."""
+    for waiting in group:
+        if not waiting.answer.done():
+            waiting.answer.set_exception(error)
 
 
 @asynccontextmanager
@@ -304,6 +494,18 @@ async def _fetch_order(
     if row is None:
         raise NotFoundError("order", str(order_id))
     return order_from_row(row)
+
+
+async def _fetch_orders(
+    conn: Connection, order_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, Order]:
+    """Orders by id; ids of no order are left out."""
+    if not order_ids:
+        return {}
+    rows = await conn.fetch(
+        'select * from "order" where order_id = any($1::uuid[])', list(order_ids)
+    )
+    return {row["order_id"]: order_from_row(row) for row in rows}
 
 
 def order_from_row(row: asyncpg.Record) -> Order:
@@ -348,8 +550,8 @@ def _event_from_row(row: asyncpg.Record) -> OrderEvent:
     )
 
 
-async def _insert_order(conn: Connection, order: Order) -> None:
-    await conn.execute(
+async def _insert_orders(conn: Connection, orders: Sequence[Order]) -> None:
+    await conn.executemany(
         """
         insert into "order" (
             order_id, elder_id, service_code, provider_kind, region_id, priority,
@@ -360,26 +562,31 @@ async def _insert_order(conn: Connection, order: Order) -> None:
             $11, $12, $13, $14, $15, $16, $17, $18, $19, $20
         )
         """,
-        uuid.UUID(order.order_id),
-        order.elder_id,
-        order.service_code,
-        str(order.provider_kind),
-        order.region_id,
-        str(order.priority),
-        str(order.status),
-        order.version,
-        order.window.earliest,
-        order.window.latest,
-        order.duration_min,
-        order.location.lat,
-        order.location.lon,
-        str(order.channel),
-        order.notes,
-        sorted(order.skills),
-        str(order.created_by.role),
-        order.created_by.actor_id,
-        order.created_at,
-        order.updated_at or order.created_at,
+        [
+            (
+                uuid.UUID(order.order_id),
+                order.elder_id,
+                order.service_code,
+                str(order.provider_kind),
+                order.region_id,
+                str(order.priority),
+                str(order.status),
+                order.version,
+                order.window.earliest,
+                order.window.latest,
+                order.duration_min,
+                order.location.lat,
+                order.location.lon,
+                str(order.channel),
+                order.notes,
+                sorted(order.skills),
+                str(order.created_by.role),
+                order.created_by.actor_id,
+                order.created_at,
+                order.updated_at or order.created_at,
+            )
+            for order in orders
+        ],
     )
 
 
@@ -404,23 +611,23 @@ async def _update_order(conn: Connection, order: Order) -> None:
     )
 
 
-async def _insert_event(
-    conn: Connection, event: OrderEvent, before: Order, after: Order
-) -> None:
-    """Append the event with its routing facts; wake outbox readers at commit."""
+_INSERT_EVENT = """
+    insert into order_event (
+        order_id, seq, trigger, from_status, to_status, actor_role, actor_id,
+        at, reason, payload, region_id, provider_ids
+    ) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+"""
+
+
+def _event_args(event: OrderEvent, before: Order, after: Order) -> tuple[Any, ...]:
+    """The row of an event with its routing facts: region, providers concerned."""
     providers = {
         before.offer_provider_id,
         before.provider_id,
         after.offer_provider_id,
         after.provider_id,
     } - {None}
-    await conn.execute(
-        """
-        insert into order_event (
-            order_id, seq, trigger, from_status, to_status, actor_role, actor_id,
-            at, reason, payload, region_id, provider_ids
-        ) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-        """,
+    return (
         uuid.UUID(event.order_id),
         event.seq,
         str(event.trigger),
@@ -434,6 +641,21 @@ async def _insert_event(
         after.region_id,
         sorted(p for p in providers if p),
     )
+
+
+async def _insert_event(
+    conn: Connection, event: OrderEvent, before: Order, after: Order
+) -> None:
+    """Append the event; wake outbox readers at commit."""
+    await conn.execute(_INSERT_EVENT, *_event_args(event, before, after))
+    await conn.execute("select pg_notify($1, '')", OUTBOX_CHANNEL)
+
+
+async def _insert_events(
+    conn: Connection, events: Sequence[tuple[OrderEvent, Order, Order]]
+) -> None:
+    """Append events (each with its order before and after); one wake-up."""
+    await conn.executemany(_INSERT_EVENT, [_event_args(*e) for e in events])
     await conn.execute("select pg_notify($1, '')", OUTBOX_CHANNEL)
 
 

@@ -1,0 +1,251 @@
+"""Group commit of bookings: many callers, few transactions, each its own answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+import db.orders
+from db.orders import Booking, OrderStore
+from dispatch.clock import SimulatedClock
+from dispatch.domain import Actor, ActorRole, BookingRequest, TimeWindow
+from dispatch.errors import (
+    IdempotencyInProgressError,
+    IdempotencyMismatchError,
+    ValidationError,
+)
+from dispatch.lifecycle import OrderStatus
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+OPERATOR = Actor(ActorRole.OPERATOR, "op-1")
+
+
+def _request(**changes: object) -> BookingRequest:
+    base: dict[str, object] = {
+        "elder_id": "el-1",
+        "service_code": "meal_help",
+        "window": TimeWindow(T0, T0 + timedelta(hours=2)),
+    }
+    base.update(changes)
+    return BookingRequest(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(clean: asyncpg.Pool) -> OrderStore:
+    return OrderStore(clean, SimulatedClock(T0))
+
+
+async def _orders(pool: asyncpg.Pool) -> int:
+    count: int = await pool.fetchval('select count(*) from "order"')
+    return count
+
+
+@pytest.fixture
+async def poison(clean: asyncpg.Pool) -> AsyncIterator[None]:
+    """PostgreSQL itself refuses any order whose notes say ``poison``."""
+    await clean.execute(
+        """
+        create function refuse_poison() returns trigger language plpgsql as $$
+        begin
+            if new.notes = 'poison' then
+                raise exception 'poisoned order' using errcode = 'check_violation';
+            end if;
+            return new;
+        end $$;
+        create trigger refuse_poison before insert on "order"
+            for each row execute function refuse_poison();
+        """
+    )
+    try:
+        yield
+    finally:
+        await clean.execute(
+            'drop trigger refuse_poison on "order"; drop function refuse_poison();'
+        )
+
+
+async def test_concurrent_bookings_share_commits_and_keep_their_own_ids(
+    store: OrderStore, clean: asyncpg.Pool
+) -> None:
+    """A hundred concurrent bookings are each durable, with their own order."""
+    bookings = await asyncio.gather(
+        *(
+            store.create(_request(elder_id=f"el-{k % 3 + 1}"), OPERATOR, f"k{k}")
+            for k in range(100)
+        )
+    )
+
+    assert all(b.created for b in bookings)
+    assert len({b.order.order_id for b in bookings}) == 100
+    for k, booking in enumerate(bookings):
+        assert booking.order.elder_id == f"el-{k % 3 + 1}"
+        assert await store.get(booking.order.order_id) == booking.order
+    rows = await clean.fetch(
+        "select count(*) as events, count(distinct tx) as commits from order_event"
+    )
+    assert rows[0]["events"] == 100
+    assert rows[0]["commits"] < 100
+    assert await clean.fetchval("select count(*) from idempotency_key") == 100
+
+
+async def test_bad_booking_in_a_group_is_refused_alone(
+    store: OrderStore, clean: asyncpg.Pool
+) -> None:
+    """Unknown elders and services get their codes; the rest of the group commits."""
+    results = await asyncio.gather(
+        store.create(_request(), OPERATOR, "good-1"),
+        store.create(_request(elder_id="el-404"), OPERATOR, "bad-elder"),
+        store.create(_request(), OPERATOR, "good-2"),
+        store.create(_request(service_code="nope"), OPERATOR, "bad-service"),
+        store.create(_request(), OPERATOR, "good-3"),
+        return_exceptions=True,
+    )
+
+    assert [type(r) for r in results] == [
+        Booking,
+        ValidationError,
+        Booking,
+        ValidationError,
+        Booking,
+    ]
+    assert [r.code for r in results if isinstance(r, ValidationError)] == [
+        "unknown_elder",
+        "unknown_service",
+    ]
+    assert await _orders(clean) == 3
+    keys = await clean.fetch("select key from idempotency_key order by key")
+    assert [k["key"] for k in keys] == ["good-1", "good-2", "good-3"]
+
+
+@pytest.mark.usefixtures("poison")
+async def test_group_refused_by_postgres_is_booked_one_by_one(
+    store: OrderStore, clean: asyncpg.Pool
+) -> None:
+    """When PostgreSQL refuses one booking, only that caller gets the error."""
+    results = await asyncio.gather(
+        *(
+            store.create(_request(notes="poison" if k == 2 else ""), OPERATOR, f"k{k}")
+            for k in range(5)
+        ),
+        return_exceptions=True,
+    )
+
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(refused) == 1
+    assert isinstance(results[2], asyncpg.CheckViolationError)
+    assert await _orders(clean) == 4
+    assert await clean.fetchval("select count(*) from order_event") == 4
+
+
+async def test_retries_in_and_across_groups_return_the_first_order(
+    store: OrderStore, clean: asyncpg.Pool
+) -> None:
+    """A retry of a committed key, or a key twice in one group, books once."""
+    first = await store.create(_request(), OPERATOR, "again")
+
+    results = await asyncio.gather(
+        store.create(_request(), OPERATOR, "again"),
+        store.create(_request(), OPERATOR, "twice"),
+        store.create(_request(), OPERATOR, "twice"),
+        store.create(_request(notes="other"), OPERATOR, "again"),
+        return_exceptions=True,
+    )
+
+    retry, twice_a, twice_b, reused = results
+    assert isinstance(retry, Booking)
+    assert not retry.created
+    assert retry.order == first.order
+    assert isinstance(twice_a, Booking)
+    assert twice_a.created
+    assert isinstance(twice_b, Booking)
+    assert not twice_b.created
+    assert twice_b.order == twice_a.order
+    assert isinstance(reused, IdempotencyMismatchError)
+    assert await _orders(clean) == 2
+
+
+async def test_key_held_elsewhere_is_in_progress_and_others_commit(
+    store: OrderStore, clean: asyncpg.Pool
+) -> None:
+    """A key locked by another session's booking is refused alone."""
+    async with clean.acquire() as other, other.transaction():
+        await other.execute(
+            "select pg_advisory_xact_lock(hashtextextended($1, 0))",
+            f"{OPERATOR}\x1fbusy",
+        )
+        results = await asyncio.gather(
+            store.create(_request(), OPERATOR, "busy"),
+            store.create(_request(), OPERATOR, "free"),
+            return_exceptions=True,
+        )
+
+    busy, free = results
+    assert isinstance(busy, IdempotencyInProgressError)
+    assert isinstance(free, Booking)
+    assert free.created
+    assert await _orders(clean) == 1
+
+
+async def test_failed_commit_acks_nobody_and_a_retry_books_once(
+    store: OrderStore, clean: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group lost before its commit answers every caller with the failure.
+
+    Nothing of it is written, so the callers' retries with the same keys
+    book each order exactly once.
+    """
+    real = db.orders._insert_events
+
+    async def lost(*args: object) -> None:
+        raise ConnectionResetError("connection lost before commit")
+
+    monkeypatch.setattr(db.orders, "_insert_events", lost)
+    results = await asyncio.gather(
+        *(store.create(_request(), OPERATOR, f"k{k}") for k in range(5)),
+        return_exceptions=True,
+    )
+    assert all(isinstance(r, ConnectionResetError) for r in results)
+    assert await _orders(clean) == 0
+    assert await clean.fetchval("select count(*) from idempotency_key") == 0
+
+    monkeypatch.setattr(db.orders, "_insert_events", real)
+    retried = await asyncio.gather(
+        *(store.create(_request(), OPERATOR, f"k{k}") for k in range(5))
+    )
+    again = await asyncio.gather(
+        *(store.create(_request(), OPERATOR, f"k{k}") for k in range(5))
+    )
+    assert all(r.created for r in retried)
+    assert [a.order for a in again] == [r.order for r in retried]
+    assert not any(a.created for a in again)
+    assert await _orders(clean) == 5
+
+
+async def test_groups_never_exceed_their_size(clean: asyncpg.Pool) -> None:
+    """Bookings beyond ``max_group`` wait for a later commit, all acknowledged."""
+    store = OrderStore(clean, SimulatedClock(T0), max_group=4, max_commits=1)
+    bookings = await asyncio.gather(
+        *(store.create(_request(), OPERATOR, f"k{k}") for k in range(10))
+    )
+
+    assert all(b.order.status is OrderStatus.BOOKED for b in bookings)
+    sizes = await clean.fetch(
+        "select count(*) as n from order_event group by tx order by min(event_id)"
+    )
+    assert [s["n"] for s in sizes] == [4, 4, 2]
+
+
+async def test_validation_errors_are_raised_before_queueing(
+    store: OrderStore, clean: asyncpg.Pool
+) -> None:
+    """Input that is bad on its face is refused at once and writes nothing."""
+    with pytest.raises(ValidationError) as refused:
+        await store.create(_request(duration_min=0), OPERATOR, "k")
+    assert refused.value.code == "out_of_range"
+    assert await _orders(clean) == 0
