@@ -43,6 +43,12 @@ _READ_COUNT = 200
 _POLL_S = 2.0
 _WAKE_TIMEOUT_S = 1.0
 _RETRY_S = 1.0
+# positions read from Redis per round trip of the poll; between two the
+# loop serves phones, so a poll over thousands of histories never stalls it
+_POLL_CHUNK = 500
+# a frame this small written to an empty transport buffer cannot fill it
+# past its high-water mark (64 KiB), so its send never waits
+_UNTIMED_FRAME_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,8 @@ class Connection:
         token: Digest of the token (see :func:`token_key`).
         limits: The limits in force.
         fanout: Where histories are read.
+        transport: The connection's transport, to tell when a send cannot
+            wait (then it is sent without a timer).
     """
 
     def __init__(
@@ -126,8 +134,10 @@ class Connection:
         token: str,
         limits: Limits,
         fanout: ProviderFanout,
+        transport: asyncio.Transport | None = None,
     ) -> None:
         self.ws = ws
+        self._transport = transport
         self.actor = actor
         self.endpoint = endpoint
         self.token = token
@@ -192,8 +202,19 @@ class Connection:
             TimeoutError: The client did not take it within the send timeout.
             ConnectionResetError: The connection is gone.
         """
-        async with asyncio.timeout(self._limits.send_timeout_s):
+        transport = self._transport
+        if (
+            transport is not None
+            and len(frame) < _UNTIMED_FRAME_BYTES
+            and not transport.get_write_buffer_size()
+        ):
+            # with nothing buffered a small frame goes out at once and the
+            # send cannot wait, so it needs no timeout (one per message
+            # would be a timer and a context for nothing)
             await self.ws.send_frame(frame, WSMsgType.TEXT)
+        else:
+            async with asyncio.timeout(self._limits.send_timeout_s):
+                await self.ws.send_frame(frame, WSMsgType.TEXT)
         self.sent += 1
 
     async def send_message(self, message: ServerMessage) -> None:
@@ -362,8 +383,10 @@ async def follow_wakes(
 
 async def _poll(fanout: ProviderFanout, registry: Registry) -> None:
     histories = registry.histories()
-    positions = await fanout.positions(histories)
-    for history, position in zip(histories, positions, strict=True):
-        for connection in list(registry.followers(history)):
-            if connection.cursor < position:
-                connection.wake()
+    for first in range(0, len(histories), _POLL_CHUNK):
+        chunk = histories[first : first + _POLL_CHUNK]
+        positions = await fanout.positions(chunk)
+        for history, position in zip(chunk, positions, strict=True):
+            for connection in list(registry.followers(history)):
+                if connection.cursor < position:
+                    connection.wake()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -131,7 +132,13 @@ async def serve(
     )
     await ws.prepare(request)
     connection = Connection(
-        ws, actor_of(request), endpoint.name, token_key(token), limits, edge.fanout
+        ws,
+        actor_of(request),
+        endpoint.name,
+        token_key(token),
+        limits,
+        edge.fanout,
+        request.transport,
     )
     connection.token_expires_at = claims.expires_at
     try:
@@ -150,16 +157,23 @@ async def serve(
         ),
     )
     status = "closed"
+
+    def idle() -> None:
+        nonlocal status
+        status = IdleTimeoutError.code
+        error = IdleTimeoutError(
+            "nothing received for too long", idle_timeout_s=limits.idle_timeout_s
+        )
+        edge.spawn(_refuse(connection, error))
+
+    watch = _IdleWatch(loop, limits.idle_timeout_s, idle)
     try:
         await endpoint.opened(connection, request)
         while not ws.closed:
-            try:
-                frame = await ws.receive(timeout=limits.idle_timeout_s)
-            except TimeoutError:
-                raise IdleTimeoutError(
-                    "nothing received for too long",
-                    idle_timeout_s=limits.idle_timeout_s,
-                ) from None
+            # no timeout on the read itself: a timeout per message is a
+            # timer and a context per message, most of the cost of a read
+            frame = await ws.receive()
+            watch.last = loop.time()
             if frame.type is WSMsgType.TEXT:
                 await _answer(connection, endpoint, frame.data, limits)
             elif frame.type is WSMsgType.BINARY:
@@ -182,11 +196,49 @@ async def serve(
         status = "gone"
     finally:
         expiry.cancel()
+        watch.cancel()
         await connection.stop()
         edge.registry.close(connection)
         await endpoint.closed(connection)
         _log_close(connection, ws, status)
     return ws
+
+
+class _IdleWatch:
+    """Calls ``expire`` once nothing was received for ``timeout_s``.
+
+    Readers set :attr:`last` on every frame; the one timer is moved only
+    when it fires, so a connection costs a timer per idle period, not one
+    per message.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout_s: float,
+        expire: Callable[[], None],
+    ) -> None:
+        self.last = loop.time()
+        self._loop = loop
+        self._timeout_s = timeout_s
+        self._expire = expire
+        self._timer: asyncio.TimerHandle | None = loop.call_at(
+            self.last + timeout_s, self._check
+        )
+
+    def _check(self) -> None:
+        due = self.last + self._timeout_s
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._check)
+            return
+        self._timer = None
+        self._expire()
+
+    def cancel(self) -> None:
+        """Stop watching."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 async def _answer(
