@@ -7,26 +7,36 @@ Run it as::
 
 The benchmark starts PostgreSQL and Redis (embedded unless
 ``HOMECARE_DATABASE_URL`` and ``HOMECARE_REDIS_URL`` are set), runs one
-service process with the ``api`` and ``gateway`` roles on uvloop, and, in
-its own process, opens ``--phones`` websocket clients (:mod:`ws.client`,
-on the ``websockets`` library). Each phone says hello, then sends a
-``location`` every ``--interval`` seconds (at a random phase) and accepts
-every offer it receives. Meanwhile orders are booked and offered to random
-phones at ``--offers-per-s`` through the order store, so offers travel the
-real path: commit, outbox, relay, Redis stream, gateway, phone.
+service process with the ``api`` and ``gateway`` roles on uvloop, and
+opens ``--phones`` websocket clients (:mod:`ws.client`, on the
+``websockets`` library) spread over ``--workers`` generator processes, so
+that no single generator loop is what makes a reply late. Each phone says
+hello, then sends a ``location`` every ``--interval`` seconds (at a random
+phase) and accepts every offer it receives. Meanwhile orders are booked
+and offered to random phones at ``--offers-per-s`` through the order store,
+so offers travel the real path: commit, outbox, relay, Redis stream,
+gateway, phone.
+
+Every location has an intended send time on a fixed schedule; its latency
+runs from that time to its ack, so a generator or service that stalls is
+counted, not hidden (no coordinated omission). An accept is timed from the
+moment its offer arrived, an offer from the return of the committing call
+to its arrival on the phone (one monotonic clock serves every process).
+Reports sent in the window and never acknowledged are counted apart.
 
 Reported as JSON: the server's CPU over the measured window (percent of one
 core: user plus system time of the service process divided by wall time),
-ack latency percentiles of locations and accepts as seen by the phones
-(send to ack), offer latency (commit to the phone), and the service
-process's resident memory per connection (growth of RSS from before the
-phones connected to after, divided by the phones).
+the generators' CPU, the latency percentiles, the lateness of the service's
+and the generators' event-loop timers and their collectors' pauses in the
+window (what the tail is made of), and the service process's resident
+memory per connection (growth of RSS from before the phones connected to
+after, divided by the phones).
 
-Limitation: the load generator, the service, PostgreSQL and Redis share
-the same machine (on the reference machine, two cores), so the client's
-own scheduling delay is part of every latency figure and the server's CPU
-share is bounded by what the generator leaves. The phones do not move
-realistically and no dispatcher runs; offers are made directly.
+Limitation: the generators, the service, PostgreSQL and Redis share the
+same machine (on the reference machine, two cores), so the figures depend
+on what else runs there; the load average at start and end is recorded.
+The phones do not move realistically and no dispatcher runs; offers are
+made directly.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ import asyncio
 import contextlib
 import gc
 import json
+import math
 import os
 import platform
 import random
@@ -58,6 +69,8 @@ import psutil  # type: ignore[import-untyped]  # no stubs installed; used for it
 import uvloop
 from aiohttp import web
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import WebSocketException
+from websockets.protocol import State
 
 from db.directory import load_elders, load_regions
 from db.orders import OrderStore
@@ -68,22 +81,35 @@ from dispatch.clock import WallClock
 from dispatch.directory import ElderProfile, Region
 from dispatch.domain import Actor, ActorRole, BookingRequest, GeoPoint, TimeWindow
 from dispatch.lifecycle import Trigger
-from dispatch.node import backing_stores, open_node
+from dispatch.node import GC_THRESHOLDS, backing_stores, open_node
 from dispatch.settings import Settings
 from dispatch.tokens import TokenSigner
-from ws.client import Session
+from ws.client import ProtocolError, Session
 
-__all__ = ["main"]
+__all__ = [
+    "LoopWatch",
+    "Service",
+    "Window",
+    "Workers",
+    "bench_env",
+    "main",
+    "percentiles",
+    "seed",
+]
 
 _CENTER = GeoPoint(43.8902, 125.3372)
 _REGION = Region("bench-01", "基准社区", "Benchmark community", "220102", _CENTER)
 _ELDERS = 50
-_CONNECT_CONCURRENCY = 100
+_CONNECT_CONCURRENCY = 50  # per generator process
 _OPERATOR = Actor(ActorRole.OPERATOR, "bench-operator")
 _SYSTEM = Actor(ActorRole.SYSTEM, "bench-dispatcher")
+# how long after the window the phones wait for the last acks
+_GRACE_S = 5.0
+_LAG_TICK_S = 0.02
 
 
-def _percentiles(values: Sequence[float]) -> dict[str, float | int]:
+def percentiles(values: Sequence[float]) -> dict[str, float | int]:
+    """Count, p50, p90, p99 and max of milliseconds (nearest rank)."""
     if not values:
         return {"count": 0}
     ordered = sorted(values)
@@ -96,109 +122,369 @@ def _percentiles(values: Sequence[float]) -> dict[str, float | int]:
         "p50_ms": at(0.50),
         "p90_ms": at(0.90),
         "p99_ms": at(0.99),
+        "p999_ms": at(0.999),
         "max_ms": round(ordered[-1], 2),
     }
 
 
+class LoopWatch:
+    """Lateness of an event loop's timers and its collector's pauses.
+
+    A timer that should fire every 20 ms records how late it fired: a
+    loop busy with a long step, waiting for a core or stopped by a full
+    collection shows here. Collector pauses are timed by ``gc.callbacks``.
+    Both carry their monotonic start, so a window can be cut out later.
+    Call :meth:`install` once, then run :meth:`run` as a task.
+    """
+
+    def __init__(self) -> None:
+        self.lags: list[tuple[float, float]] = []
+        self.pauses: list[tuple[float, int, float]] = []
+        self._gc_started = 0.0
+
+    def install(self) -> None:
+        """Start timing the collector's pauses."""
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.monotonic()
+        else:
+            elapsed_ms = (time.monotonic() - self._gc_started) * 1000
+            self.pauses.append((self._gc_started, info["generation"], elapsed_ms))
+
+    async def run(self) -> None:
+        """Record the timer's lateness until cancelled."""
+        while True:
+            before = time.monotonic()
+            await asyncio.sleep(_LAG_TICK_S)
+            late_ms = (time.monotonic() - before - _LAG_TICK_S) * 1000
+            self.lags.append((before, late_ms))
+
+    def dump(self) -> dict[str, Any]:
+        """Everything recorded, for another process to cut its window."""
+        return {"lags": self.lags, "pauses": self.pauses}
+
+    @staticmethod
+    def summary(dumps: Sequence[dict[str, Any]], start: float, end: float) -> Any:
+        """Timer lateness and collector pauses of ``dumps`` inside the window."""
+        lags = [late for d in dumps for at, late in d["lags"] if start <= at < end]
+        by_generation: dict[str, dict[str, float]] = {}
+        for d in dumps:
+            for at, generation, pause_ms in d["pauses"]:
+                if not start <= at < end:
+                    continue
+                figures = by_generation.setdefault(
+                    str(generation), {"count": 0, "total_ms": 0.0, "max_ms": 0.0}
+                )
+                figures["count"] += 1
+                figures["total_ms"] = round(figures["total_ms"] + pause_ms, 2)
+                figures["max_ms"] = round(max(figures["max_ms"], pause_ms), 2)
+        return {
+            "timer_late": percentiles(lags),
+            "gc_pauses_by_generation": by_generation,
+        }
+
+
+class _Reply(msgspec.Struct):
+    type: str
+    re: str | None = None
+    order_id: str | None = None
+    code: str | None = None
+
+
+_DECODER = msgspec.json.Decoder(_Reply)
+
+
 @dataclass
-class _Figures:
-    """What the phones observed."""
+class Window:
+    """The measured window on the shared monotonic clock."""
+
+    start: float
+    end: float
+
+    def __contains__(self, at: float) -> bool:
+        return self.start <= at < self.end
+
+
+@dataclass
+class _Seen:
+    """What the phones of one generator process observed."""
 
     location_ms: list[float] = field(default_factory=list)
     accept_ms: list[float] = field(default_factory=list)
-    offer_ms: list[float] = field(default_factory=list)
+    offers: dict[str, float] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
-    offers_made: dict[str, float] = field(default_factory=dict)
-    measuring: bool = False
 
 
 class _BenchPhone:
-    """One simulated phone: locations on a timer, accepts every offer.
+    """One simulated phone: locations on a fixed schedule, accepts every offer.
 
-    It pipelines: one task sends, one reads, and acks are matched to their
-    send time by id, so the generator spends as little as it can per
-    message.
+    One task sends, one reads; acks are matched to their intended send time
+    by id. Only messages meant to be sent inside the window are timed.
     """
 
-    def __init__(
-        self, caregiver_id: str, connection: ClientConnection, figures: _Figures
-    ) -> None:
-        self.caregiver_id = caregiver_id
+    def __init__(self, connection: ClientConnection, seen: _Seen) -> None:
         self.connection = connection
-        self.figures = figures
+        self.seen = seen
         lat = _CENTER.lat + random.uniform(-0.02, 0.02)
         lon = _CENTER.lon + random.uniform(-0.02, 0.02)
         self._location = (
             '{"type":"location","id":"l%d","v":1,'
             + f'"lat":{lat:.6f},"lon":{lon:.6f}}}'
         )
-        self._sent: dict[str, tuple[str, float]] = {}
+        self._accept = '{"type":"accept","id":"a%d","order_id":"%s"}'
+        #: message id -> intended send time, for the timed messages
+        self.pending: dict[str, float] = {}
         self._count = 0
 
-    async def report(self, interval_s: float) -> None:
-        await asyncio.sleep(random.uniform(0, interval_s))
-        while True:
+    async def report(self, first_at: float, interval_s: float, window: Window) -> None:
+        intended = first_at
+        while intended < window.end:
+            delay = intended - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
             self._count += 1
-            self._sent[f"l{self._count}"] = ("location", time.perf_counter())
+            if intended in window:
+                self.pending[f"l{self._count}"] = intended
             await self.connection.send(self._location % self._count)
-            await asyncio.sleep(interval_s)
+            intended += interval_s
 
-    async def read(self) -> None:
-        figures = self.figures
+    async def read(self, window: Window) -> None:
+        seen = self.seen
         async for raw in self.connection:
-            message = _DECODER.decode(raw)
-            kind = message.get("type")
-            if kind in ("ack", "error"):
-                sent = self._sent.pop(str(message.get("re")), None)
-                if kind == "error":
-                    code = str(message.get("code"))
-                    figures.errors[code] = figures.errors.get(code, 0) + 1
-                elif sent is not None and figures.measuring:
-                    elapsed_ms = (time.perf_counter() - sent[1]) * 1000
-                    target = figures.location_ms
-                    if sent[0] == "accept":
-                        target = figures.accept_ms
-                    target.append(elapsed_ms)
-            elif kind == "offer":
-                order_id = message["order_id"]
-                made = figures.offers_made.pop(order_id, None)
-                if made is not None and figures.measuring:
-                    figures.offer_ms.append((time.perf_counter() - made) * 1000)
+            now = time.monotonic()
+            reply = _DECODER.decode(raw)
+            if reply.type == "ack" or reply.type == "error":
+                intended = self.pending.pop(reply.re or "", None)
+                if reply.type == "error":
+                    code = str(reply.code)
+                    seen.errors[code] = seen.errors.get(code, 0) + 1
+                elif intended is not None:
+                    target = seen.location_ms
+                    if reply.re and reply.re[0] == "a":
+                        target = seen.accept_ms
+                    target.append((now - intended) * 1000)
+            elif reply.type == "offer" and reply.order_id is not None:
+                seen.offers[reply.order_id] = now
                 self._count += 1
-                message_id = f"a{self._count}"
-                self._sent[message_id] = ("accept", time.perf_counter())
-                await self.connection.send(
-                    json.dumps(
-                        {"type": "accept", "id": message_id, "order_id": order_id}
-                    )
-                )
-
-
-_DECODER = msgspec.json.Decoder(dict[str, Any])
+                if now in window:
+                    self.pending[f"a{self._count}"] = now
+                await self.connection.send(self._accept % (self._count, reply.order_id))
 
 
 async def _connect(
-    url: str, signer: TokenSigner, caregiver_id: str, figures: _Figures
-) -> _BenchPhone:
+    url: str, signer: TokenSigner, caregiver_id: str
+) -> ClientConnection:
     token = signer.issue(
         Actor(ActorRole.CAREGIVER, caregiver_id), WallClock().now(), timedelta(hours=2)
     )
-    session = await Session.open(url, token, timeout_s=60)
-    await session.request("hello", timeout_s=60)
-    return _BenchPhone(caregiver_id, await session.detach(), figures)
+    session = await Session.open(url, token, timeout_s=120)
+    await session.request("hello", timeout_s=120)
+    return await session.detach()
+
+
+def _caregiver_id(index: int) -> str:
+    return f"cg-bench-{index:05d}"
+
+
+def _say(line: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+
+
+async def _worker(spec: dict[str, Any]) -> None:
+    """One generator process: connect its phones, run them, say what it saw.
+
+    Talks to the parent in JSON lines: writes ``connected``, reads the
+    window, writes the results.
+    """
+    signer = TokenSigner(os.environ["HOMECARE_TOKEN_SECRET"].encode())
+    gate = asyncio.Semaphore(_CONNECT_CONCURRENCY)
+    failed: dict[str, int] = {}
+    # nothing is timed before the parent sends the window
+    window = Window(math.inf, math.inf)
+    seen = _Seen()
+    interval_s = spec["interval_s"]
+    tasks: list[asyncio.Task[None]] = []
+
+    async def connect(index: int) -> _BenchPhone | None:
+        async with gate:
+            try:
+                connection = await _connect(spec["url"], signer, _caregiver_id(index))
+            except (OSError, TimeoutError, WebSocketException, ProtocolError) as exc:
+                name = type(exc).__name__
+                failed[name] = failed.get(name, 0) + 1
+                return None
+        phone = _BenchPhone(connection, seen)
+        # read from the start: an unread queue stops the heartbeat's pongs
+        tasks.append(asyncio.create_task(phone.read(window)))
+        if spec["mode"] == "hold":
+            # a phone held through a long connect phase still reports now
+            # and then, or the idle timeout would close it
+            first_at = time.monotonic() + random.uniform(0, interval_s)
+            tasks.append(
+                asyncio.create_task(phone.report(first_at, interval_s, window))
+            )
+        return phone
+
+    started = time.monotonic()
+    first = spec["first"]
+    opened = await asyncio.gather(
+        *(connect(i) for i in range(first, first + spec["count"]))
+    )
+    phones = [p for p in opened if p is not None]
+    _say(
+        {
+            "connected": len(phones),
+            "connect_s": round(time.monotonic() - started, 1),
+            "failed": failed,
+        }
+    )
+    # the generator's own full collections over its connections would show
+    # as latency; its long-lived objects are kept out of them, and it runs
+    # with the node's thresholds
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.collect()
+    gc.freeze()
+
+    line = await asyncio.to_thread(sys.stdin.readline)
+    go = json.loads(line)
+    window.start, window.end = go["start"], go["end"]
+    watch = LoopWatch()
+    watch.install()
+    tasks.append(asyncio.create_task(watch.run()))
+    if spec["mode"] == "report":
+        tasks += [
+            asyncio.create_task(
+                p.report(go["go"] + random.uniform(0, interval_s), interval_s, window)
+            )
+            for p in phones
+        ]
+
+    await asyncio.sleep(max(0.0, window.start - time.monotonic()))
+    cpu_start = time.process_time()
+    await asyncio.sleep(max(0.0, window.end - time.monotonic()))
+    cpu_s = time.process_time() - cpu_start
+    await asyncio.sleep(_GRACE_S)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+    _say(
+        {
+            "open_at_end": sum(1 for p in phones if p.connection.state is State.OPEN),
+            "cpu_s": cpu_s,
+            "location_ms": seen.location_ms,
+            "accept_ms": seen.accept_ms,
+            "unanswered": sum(len(p.pending) for p in phones),
+            "offers": seen.offers,
+            "errors": seen.errors,
+            "watch": watch.dump(),
+        }
+    )
+
+    async def close(connection: ClientConnection) -> None:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await connection.close()
+
+    await asyncio.gather(*(close(p.connection) for p in phones))
+
+
+class Workers:
+    """Generator processes sharing ``phones`` phones between them.
+
+    Args:
+        url: The gateway's websocket URL.
+        phones: Phones in all (caregivers ``cg-bench-00000``...).
+        workers: Generator processes.
+        mode: ``report`` (locations and accepts) or ``hold`` (hello only).
+        interval_s: Seconds between two locations of a phone.
+    """
+
+    def __init__(
+        self, url: str, phones: int, workers: int, mode: str, interval_s: float
+    ) -> None:
+        self._specs = []
+        share, extra = divmod(phones, workers)
+        first = 0
+        for i in range(workers):
+            count = share + (1 if i < extra else 0)
+            self._specs.append(
+                {
+                    "url": url,
+                    "first": first,
+                    "count": count,
+                    "mode": mode,
+                    "interval_s": interval_s,
+                }
+            )
+            first += count
+        self._processes: list[asyncio.subprocess.Process] = []
+
+    async def connect(self) -> list[dict[str, Any]]:
+        """Start the processes; returns once every phone is connected or failed."""
+        for spec in self._specs:
+            self._processes.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "benchmarks.gateway",
+                    "--worker",
+                    json.dumps(spec),
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    limit=2**30,
+                )
+            )
+        return [await self._read(p) for p in self._processes]
+
+    def pids(self) -> list[int]:
+        """Process ids of the generators."""
+        return [p.pid for p in self._processes]
+
+    def start(self, go: float, window: Window) -> None:
+        """Let the phones go at ``go``; they are timed inside ``window``."""
+        line = json.dumps({"go": go, "start": window.start, "end": window.end})
+        for process in self._processes:
+            assert process.stdin is not None
+            process.stdin.write(line.encode() + b"\n")
+
+    async def results(self) -> list[dict[str, Any]]:
+        """What each process saw, once the window and its grace are over."""
+        found = [await self._read(p) for p in self._processes]
+        for process in self._processes:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    await process.wait()
+            if process.returncode is None:
+                process.kill()
+        return found
+
+    @staticmethod
+    async def _read(process: asyncio.subprocess.Process) -> dict[str, Any]:
+        assert process.stdout is not None
+        line = await process.stdout.readline()
+        if not line:
+            raise RuntimeError("a generator process ended early")
+        found: dict[str, Any] = json.loads(line)
+        return found
 
 
 async def _make_offers(
-    store: OrderStore, phone_ids: Sequence[str], rate_per_s: float, figures: _Figures
+    store: OrderStore,
+    phones: int,
+    rate_per_s: float,
+    window: Window,
+    made: dict[str, float],
 ) -> None:
     now = WallClock().now()
-    window = TimeWindow(now, now + timedelta(hours=4))
-    while True:
-        started = time.perf_counter()
+    slot = TimeWindow(now, now + timedelta(hours=4))
+    next_at = time.monotonic()
+    while time.monotonic() < window.end:
         booking = await store.create(
-            BookingRequest(
-                f"bench-el-{random.randrange(_ELDERS)}", "meal_help", window
-            ),
+            BookingRequest(f"bench-el-{random.randrange(_ELDERS)}", "meal_help", slot),
             _OPERATOR,
             uuid.uuid4().hex,
         )
@@ -209,15 +495,19 @@ async def _make_offers(
             Trigger.OFFER,
             _SYSTEM,
             payload={
-                "provider_id": random.choice(phone_ids),
+                "provider_id": _caregiver_id(random.randrange(phones)),
                 "expires_at": expires.isoformat(),
             },
         )
-        figures.offers_made[order_id] = time.perf_counter()
-        await asyncio.sleep(max(0.0, 1 / rate_per_s - (time.perf_counter() - started)))
+        committed = time.monotonic()
+        if committed in window:
+            made[order_id] = committed
+        next_at += 1 / rate_per_s
+        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
-async def _seed(database_url: str) -> None:
+async def seed(database_url: str) -> None:
+    """Load the benchmark's region and elders, once."""
     pool = await connect_pool(database_url, size=1)
     try:
         async with pool.acquire() as conn:
@@ -244,79 +534,87 @@ async def _seed(database_url: str) -> None:
 
 
 async def _load(
-    args: argparse.Namespace, url: str, database_url: str, server: psutil.Process
+    args: argparse.Namespace, service: Service, database_url: str
 ) -> dict[str, Any]:
-    signer = TokenSigner(os.environ["HOMECARE_TOKEN_SECRET"].encode())
-    figures = _Figures()
+    server = service.process
     rss_before = server.memory_info().rss
-
-    connect_started = time.perf_counter()
-    gate = asyncio.Semaphore(_CONNECT_CONCURRENCY)
-
-    async def connect(i: int) -> _BenchPhone:
-        async with gate:
-            return await _connect(url, signer, f"cg-bench-{i:05d}", figures)
-
-    phones = await asyncio.gather(*(connect(i) for i in range(args.phones)))
-    connect_s = time.perf_counter() - connect_started
+    workers = Workers(service.url, args.phones, args.workers, "report", args.interval)
+    connect_started = time.monotonic()
+    connected = await workers.connect()
+    connect_s = time.monotonic() - connect_started
     await asyncio.sleep(2.0)
     rss_connected = server.memory_info().rss
-    # the generator's own full collections over 5,000 connections would
-    # show as ack latency; keep its long-lived objects out of them
-    gc.collect()
-    gc.freeze()
 
     pool = await connect_pool(database_url, size=4)
     store = OrderStore(pool, WallClock())
-    tasks = [asyncio.create_task(p.report(args.interval)) for p in phones]
-    tasks += [asyncio.create_task(p.read()) for p in phones]
-    ids = [p.caregiver_id for p in phones]
-    tasks.append(
-        asyncio.create_task(_make_offers(store, ids, args.offers_per_s, figures))
+    go = time.monotonic() + 0.5
+    # every phone reports once before the window opens
+    window = Window(go + args.interval, go + args.interval + args.duration)
+    workers.start(go, window)
+    made: dict[str, float] = {}
+    offers = asyncio.create_task(
+        _make_offers(store, args.phones, args.offers_per_s, window, made)
     )
-    await asyncio.sleep(args.interval)  # every phone has reported once
-    figures.measuring = True
+    load_start = os.getloadavg()
+    await asyncio.sleep(max(0.0, window.start - time.monotonic()))
     cpu_start = server.cpu_times()
-    own_start = time.process_time()
-    wall_start = time.perf_counter()
-    await asyncio.sleep(args.duration)
+    await asyncio.sleep(max(0.0, window.end - time.monotonic()))
     cpu_end = server.cpu_times()
-    own_cpu_s = time.process_time() - own_start
-    wall_s = time.perf_counter() - wall_start
-    figures.measuring = False
-
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    for phone in phones:
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(5):
-                await phone.connection.close()
+    wall_s = window.end - window.start
+    load_end = os.getloadavg()
+    found = await workers.results()
+    await offers
     await pool.close()
 
+    received: dict[str, float] = {}
+    for part in found:
+        received.update(part["offers"])
+    offer_ms = [
+        (received[order_id] - at) * 1000
+        for order_id, at in made.items()
+        if order_id in received
+    ]
+    errors: dict[str, int] = {}
+    for part in found:
+        for code, n in part["errors"].items():
+            errors[code] = errors.get(code, 0) + n
     cpu_s = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
+    service_watch = await service.stop()
     return {
         "phones": args.phones,
+        "connected": sum(part["connected"] for part in connected),
+        "generator_processes": args.workers,
         "interval_s": args.interval,
         "offers_per_s": args.offers_per_s,
         "measured_s": round(wall_s, 1),
+        "latency_from": "intended send time (locations), offer arrival "
+        "(accepts), return of the committing call (offers)",
         "connect_all_s": round(connect_s, 1),
         "server_cpu_percent_of_one_core": round(100 * cpu_s / wall_s, 1),
-        "load_generator_cpu_percent_of_one_core": round(100 * own_cpu_s / wall_s, 1),
-        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        "generators_cpu_percent_of_one_core": round(
+            100 * sum(part["cpu_s"] for part in found) / wall_s, 1
+        ),
+        "load_average_1min": {"start": load_start[0], "end": load_end[0]},
         "server_rss_mib_before": round(rss_before / 2**20, 1),
         "server_rss_mib_connected": round(rss_connected / 2**20, 1),
         "memory_per_connection_kib": round(
             (rss_connected - rss_before) / args.phones / 1024, 1
         ),
-        "location_ack": _percentiles(figures.location_ms),
-        "accept_ack": _percentiles(figures.accept_ms),
-        "offer_commit_to_phone": _percentiles(figures.offer_ms),
-        "errors": figures.errors,
+        "location_ack": percentiles([v for p in found for v in p["location_ms"]]),
+        "accept_ack": percentiles([v for p in found for v in p["accept_ms"]]),
+        "offer_commit_to_phone": percentiles(offer_ms),
+        "offers_made_in_window": len(made),
+        "offers_not_received": sum(1 for o in made if o not in received),
+        "unanswered_in_window": sum(part["unanswered"] for part in found),
+        "errors": errors,
+        "server_loop": LoopWatch.summary([service_watch], window.start, window.end),
+        "generator_loops": LoopWatch.summary(
+            [part["watch"] for part in found], window.start, window.end
+        ),
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
-            "note": "load generator, service, PostgreSQL and Redis share the cores",
+            "note": "generators, service, PostgreSQL and Redis share the cores",
         },
     }
 
@@ -328,9 +626,14 @@ def _free_port() -> int:
     return port
 
 
-async def _serve(port: int) -> None:
+async def _serve(port: int, db_pool_size: int | None) -> None:
     settings = Settings.from_env()
+    if db_pool_size is not None:
+        settings = Settings.from_env(
+            dict(os.environ) | {"HOMECARE_DB_POOL_SIZE": str(db_pool_size)}
+        )
     logs.configure("warning", "text")
+    watch = LoopWatch()
     async with open_node(settings, settings.database_url, settings.redis_url) as node:
         app = build_app(node, roles=frozenset({"api", "gateway"}))
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -338,38 +641,77 @@ async def _serve(port: int) -> None:
         await web.TCPSite(runner, "127.0.0.1", port, backlog=4096).start()
         gc.collect()
         gc.freeze()
+        watch.install()
+        lag = asyncio.create_task(watch.run())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        sys.stdout.write("ready\n")
-        sys.stdout.flush()
+        _say({"ready": True})
         await stop.wait()
+        lag.cancel()
+        _say(watch.dump())
         await runner.cleanup()
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.gateway", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("--phones", type=int, default=1000)
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds")
-    parser.add_argument("--interval", type=float, default=5.0, help="seconds")
-    parser.add_argument("--offers-per-s", type=float, default=20.0)
-    parser.add_argument("--json", type=Path, default=None, help="write results here")
-    parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
-    return parser
+class Service:
+    """The service under test in its own process, on backing stores.
+
+    Args:
+        database_url: PostgreSQL of the service.
+        redis_url: Redis of the service.
+        env: Environment of the process (with its token secret).
+        db_pool_size: PostgreSQL connections of the service, when not the
+            settings' default.
+    """
+
+    def __init__(
+        self,
+        database_url: str,
+        redis_url: str,
+        env: dict[str, str],
+        db_pool_size: int | None = None,
+    ) -> None:
+        port = _free_port()
+        env = env | {
+            "HOMECARE_DATABASE_URL": database_url,
+            "HOMECARE_REDIS_URL": redis_url,
+        }
+        command = [sys.executable, "-m", "benchmarks.gateway", "--serve", str(port)]
+        if db_pool_size is not None:
+            command += ["--db-pool-size", str(db_pool_size)]
+        self._popen = subprocess.Popen(command, env=env, stdout=subprocess.PIPE)
+        assert self._popen.stdout is not None
+        if not self._popen.stdout.readline().strip():
+            raise RuntimeError("the service did not start")
+        self.process = psutil.Process(self._popen.pid)
+        self.url = f"ws://127.0.0.1:{port}/v1/caregiver"
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop the service; returns its :meth:`LoopWatch.dump`."""
+        self._popen.send_signal(signal.SIGTERM)
+        assert self._popen.stdout is not None
+        line = await asyncio.to_thread(self._popen.stdout.readline)
+        self.close()
+        found: dict[str, Any] = json.loads(line) if line else {}
+        return found
+
+    def close(self) -> None:
+        """End the process if it still runs."""
+        if self._popen.poll() is None:
+            self._popen.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._popen.wait(timeout=30)
+        if self._popen.poll() is None:
+            self._popen.kill()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark; prints the figures as JSON."""
-    args = _parser().parse_args(argv)
-    if args.serve:
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(_serve(args.serve))
-        return 0
+def bench_env(data_dir: Path) -> tuple[Settings, dict[str, str]]:
+    """Settings of the run and the environment of its processes.
 
-    data_dir = Path(tempfile.mkdtemp(prefix="homecare-bench-"))
+    Sets a fresh token secret in this process's environment too, where the
+    generators inherit it.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")}
     env["HOMECARE_DATA_DIR"] = str(data_dir)
     env["HOMECARE_TOKEN_SECRET"] = secrets.token_urlsafe(24)
@@ -378,36 +720,58 @@ def main(argv: Sequence[str] | None = None) -> int:
         | {"HOMECARE_DATA_DIR": str(data_dir)}
     )
     os.environ["HOMECARE_TOKEN_SECRET"] = env["HOMECARE_TOKEN_SECRET"]
+    return settings, env
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.gateway", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--phones", type=int, default=1000)
+    parser.add_argument(
+        "--workers", type=int, default=4, help="generator processes sharing the phones"
+    )
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds")
+    parser.add_argument("--offers-per-s", type=float, default=20.0)
+    parser.add_argument("--json", type=Path, default=None, help="write results here")
+    parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--db-pool-size", type=int, default=None, help=argparse.SUPPRESS
+    )
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    return parser
+
+
+def child(args: argparse.Namespace) -> bool:
+    """Run the service or a generator when this process is one; False if not."""
+    if args.serve:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_serve(args.serve, args.db_pool_size))
+        return True
+    if args.worker:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(_worker(json.loads(args.worker)))
+        return True
+    return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; prints the figures as JSON."""
+    args = _parser().parse_args(argv)
+    if child(args):
+        return 0
+
+    data_dir = Path(tempfile.mkdtemp(prefix="homecare-bench-"))
+    settings, env = bench_env(data_dir)
     with backing_stores(settings) as (database_url, redis_url):
-        env["HOMECARE_DATABASE_URL"] = database_url
-        env["HOMECARE_REDIS_URL"] = redis_url
-        port = _free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.gateway", "--serve", str(port)],
-            env=env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        service = Service(database_url, redis_url, env)
         try:
-            assert server.stdout is not None
-            if server.stdout.readline().strip() != "ready":
-                raise RuntimeError("the service did not start")
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-                runner.run(_seed(database_url))
-                results = runner.run(
-                    _load(
-                        args,
-                        f"ws://127.0.0.1:{port}/v1/caregiver",
-                        database_url,
-                        psutil.Process(server.pid),
-                    )
-                )
+                runner.run(seed(database_url))
+                results = runner.run(_load(args, service, database_url))
         finally:
-            server.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                server.wait(timeout=30)
-            if server.poll() is None:
-                server.kill()
+            service.close()
     text = json.dumps(results, indent=2)
     print(text)
     if args.json is not None:
