@@ -21,6 +21,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+import numpy as np
+
 from solver.insertion import CurrentRoute, InsertionIndex
 from solver.model import Model, fair_share
 from solver.screening import kind_for, skill_kinds
@@ -193,15 +195,20 @@ class GreedyInsertion:
 
 
 def _nearest(model: Model, count: int) -> list[list[int]]:
-    """Per visit node, the ``count`` nearest other visit nodes."""
-    visits = range(model.index_map.num_visits)
-    rows = model.travel_rows
-    return [
-        sorted(
-            (b for b in visits if b != a), key=lambda b: (rows[a][b] + rows[b][a], b)
-        )[:count]
-        for a in visits
-    ]
+    """Per visit node, the ``count`` nearest other visit nodes.
+
+    Nearest by travel both ways, ties by node; sorted with numpy, since
+    sorting every row in Python took a tenth of a one-second solve.
+    """
+    n = model.index_map.num_visits
+    count = min(count, n - 1)
+    if count <= 0:
+        return [[] for _ in range(n)]
+    rows = np.array([row[:n] for row in model.travel_rows[:n]], dtype=np.int64)
+    both = rows + rows.T
+    np.fill_diagonal(both, np.iinfo(np.int64).max)
+    order = np.argsort(both, axis=1, kind="stable")[:, :count]
+    return order.tolist()  # type: ignore[no-any-return]
 
 
 class RouteCost:
