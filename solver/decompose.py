@@ -47,7 +47,7 @@ ROUND_SHARES = (0.4, 0.3, 0.3)
 ASSEMBLY_SHARE = 0.12
 """Share of the time limit kept for screening, splitting and assembly."""
 
-REFILL_SHARE = 0.2
+REFILL_SHARE = 0.35
 """Share of the time limit for :func:`solver.refill.refill` after the rounds."""
 
 _NO_STATS = SolveStats(SolveStatus.FEASIBLE, 0, ObjectiveTerms(), 0.0, 0, 0)

@@ -33,7 +33,11 @@ from solver.screening import is_allowed, kind_for, skill_kinds
 logger = logging.getLogger(__name__)
 
 NEIGHBOURS = 30
-"""Nearest visits (by travel both ways) whose routes a move may touch."""
+"""Nearest visits (by travel both ways) whose routes take a removed visit."""
+
+RUIN_NEIGHBOURS = 60
+"""Nearest visits of a left-out visit whose routes the ruin may touch, if
+their caregiver may serve it."""
 
 MIN_REMOVED = 2
 """Fewest visits one attempt removes."""
@@ -136,7 +140,7 @@ def refill(
     ]
     if not left:
         return 0
-    near = _nearest(problem, NEIGHBOURS)
+    near = _nearest(problem, RUIN_NEIGHBOURS)
     # Per visit, the routes whose caregivers hold no more skills than it
     # needs, tried first so that nurses stay free for nursing visits.
     own_kind = None
@@ -145,13 +149,20 @@ def refill(
         own_kind = [
             set(kinds.get(kind_for(v, kinds) or frozenset(), ())) for v in visits
         ]
+    penalty = [weights.left_out_cost(v) for v in visits]
     rnd = random.Random(seed)
     served, attempts = 0, 0
     while left and time.monotonic() < deadline:
         if max_attempts is not None and attempts >= max_attempts:
             break
         attempts += 1
-        target = left[rnd.randrange(len(left))]
+        # Half the attempts go to the visits costliest to leave out (an
+        # urgent one before any routine one), the rest to any of them.
+        pool = left
+        if rnd.random() < 0.5:
+            worst = max(penalty[i] for i in left)
+            pool = [i for i in left if penalty[i] == worst]
+        target = pool[rnd.randrange(len(pool))]
         if _attempt(problem, index, position_of, near, route_of, own_kind, target, rnd):
             left.remove(target)
             served += 1
@@ -182,11 +193,13 @@ def _attempt(
     # Ruin: strings around the target's nearest served visits.
     removed: list[int] = []
     goal = rnd.randint(MIN_REMOVED, MAX_REMOVED)
+    caregivers = problem.caregivers
     for m in near[target]:
         if len(removed) >= goal:
             break
         r = route_of.get(m)
-        if r is None or r in saved:
+        # Only routes whose caregiver may serve the target make room for it.
+        if r is None or r in saved or not is_allowed(caregivers[r], visits[target]):
             continue
         route = routes[r].visits
         length = rnd.randint(1, min(MAX_STRING, len(route)))
@@ -204,7 +217,8 @@ def _attempt(
         rnd.shuffle(removed)
     placed: dict[int, int] = {}
     for i in [target, *removed]:
-        candidates = {route_of[m] for m in near[i] if m in route_of} | saved.keys()
+        nearest = near[i][:NEIGHBOURS]
+        candidates = {route_of[m] for m in nearest if m in route_of} | saved.keys()
         place = None
         if own_kind is not None:
             place = index.cheapest(visits[i], candidates & own_kind[i])
