@@ -5,30 +5,25 @@ transition with the pure rules of :mod:`dispatch.lifecycle`, updates the
 order and appends exactly one event. A caller learns of an order only
 after that transaction has committed.
 
-Bookings are committed in groups (DESIGN.md section 8): concurrent calls of
-:meth:`OrderStore.create` wait in a queue, and each commit takes every
-booking waiting at that moment into one transaction, whose statements are
-per group, not per booking. Each caller is still answered only after the
-commit that holds its booking. A booking refused for its own reasons
-(unknown elder, reused key) is answered with its error and the others of
-its group commit; should PostgreSQL refuse the group as a whole, each of
-its bookings is tried again alone, so one bad order never fails the
-others.
+Bookings and transitions are committed in groups (:mod:`db.groupcommit`,
+DESIGN.md section 8): concurrent calls of :meth:`OrderStore.create` or
+:meth:`OrderStore.transition` share transactions whose statements are per
+group, each caller still answered only after the commit that holds its
+change, and a change refused for its own reasons (unknown elder, reused
+key, illegal transition, stale version) refused alone.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import uuid
-from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from db.groupcommit import GroupCommit
 from db.outbox import CHANNEL as OUTBOX_CHANNEL
 from db.pool import Connection
 from dispatch import lifecycle
@@ -48,14 +43,11 @@ from dispatch.errors import (
     IdempotencyInProgressError,
     IdempotencyMismatchError,
     NotFoundError,
-    UnavailableError,
     ValidationError,
 )
 from dispatch.lifecycle import Order, OrderEvent, OrderStatus, Trigger
 
 __all__ = ["Booking", "OrderStore"]
-
-logger = logging.getLogger(__name__)
 
 _MAX_KEY_CHARS = 200
 _MAX_DURATION_MIN = 24 * 60
@@ -69,20 +61,31 @@ class Booking:
     created: bool
 
 
-@dataclass(slots=True)
-class _Waiting:
-    """A booking waiting for its group's commit, and who waits for it."""
+@dataclass(frozen=True, slots=True)
+class _NewBooking:
+    """A booking waiting for its group's commit."""
 
     request: BookingRequest
     actor: Actor
     scope: str
     key: str
     fingerprint: str
-    answer: asyncio.Future[Booking]
 
     @property
     def lock_key(self) -> str:
         return f"{self.scope}\x1f{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """A transition waiting for its group's commit."""
+
+    order_id: uuid.UUID
+    trigger: Trigger
+    actor: Actor
+    expected_version: int | None
+    reason: str
+    payload: Mapping[str, Any] | None
 
 
 class OrderStore:
@@ -92,10 +95,10 @@ class OrderStore:
         pool: Connections made by :func:`db.pool.connect_pool`.
         clock: Where event times come from.
         max_notes_chars: Longest notes accepted on a booking.
-        max_group: Most bookings committed in one transaction.
-        max_commits: Most group commits of bookings running at once, each
-            on its own connection; while they run, new bookings gather
-            for the next group.
+        max_group: Most bookings, or transitions, committed in one
+            transaction.
+        max_commits: Most groups of bookings, and of transitions,
+            committing at once (each on its own connection).
     """
 
     def __init__(
@@ -110,12 +113,22 @@ class OrderStore:
         self._pool = pool
         self._clock = clock
         self._max_notes_chars = max_notes_chars
-        self._max_group = max_group
-        self._max_commits = max_commits
-        self._waiting: deque[_Waiting] = deque()
-        self._in_flight: set[str] = set()  # lock keys of the groups committing
-        self._committing = 0
-        self._committers: set[asyncio.Task[None]] = set()
+        self._bookings = GroupCommit[_NewBooking, Booking](
+            pool,
+            self._book_group,
+            lambda b: b.lock_key,
+            name="bookings",
+            max_group=max_group,
+            max_commits=max_commits,
+        )
+        self._changes = GroupCommit[_Change, tuple[Order, OrderEvent]](
+            pool,
+            self._change_group,
+            lambda c: c.order_id,
+            name="transitions",
+            max_group=max_group,
+            max_commits=max_commits,
+        )
 
     async def create(
         self, request: BookingRequest, actor: Actor, idempotency_key: str
@@ -136,97 +149,18 @@ class OrderStore:
             ForbiddenError: The actor's role may not book orders.
         """
         self._validate(request, idempotency_key)
-        waiting = _Waiting(
-            request=request,
-            actor=actor,
-            scope=str(actor),
-            key=idempotency_key,
-            fingerprint=request.fingerprint(),
-            answer=asyncio.get_running_loop().create_future(),
-        )
-        self._waiting.append(waiting)
-        if self._committing < self._max_commits:
-            # counted here, uncounted where it finds nothing left: no gap
-            self._committing += 1
-            task = asyncio.create_task(self._commit_waiting())
-            self._committers.add(task)
-            task.add_done_callback(self._committers.discard)
-        return await waiting.answer
-
-    async def _commit_waiting(self) -> None:
-        """Commit groups of waiting bookings until none is left."""
-        try:
-            while group := self._next_group():
-                try:
-                    await self._commit_group(group)
-                except asyncio.CancelledError:
-                    # the service is stopping: nobody may be left waiting
-                    stopping = UnavailableError("the service is stopping")
-                    _answer_all(group, stopping)
-                    if self._committing == 1:
-                        _answer_all(self._waiting, stopping)
-                        self._waiting.clear()
-                    raise
-                finally:
-                    self._in_flight.difference_update(w.lock_key for w in group)
-        finally:
-            self._committing -= 1
-
-    def _next_group(self) -> list[_Waiting]:
-        """Take up to ``max_group`` waiting bookings, one per idempotency key.
-
-        A booking whose key is already in this group or in one committing
-        waits for a later group, so it sees the first one's outcome as a
-        retry would.
-        """
-        group: list[_Waiting] = []
-        keys = self._in_flight
-        later: list[_Waiting] = []
-        while self._waiting and len(group) < self._max_group:
-            waiting = self._waiting.popleft()
-            if waiting.answer.done():
-                continue  # its caller has gone; nothing was written for it
-            if waiting.lock_key in keys:
-                later.append(waiting)
-                continue
-            keys.add(waiting.lock_key)
-            group.append(waiting)
-        self._waiting.extendleft(reversed(later))
-        return group
-
-    async def _commit_group(self, group: Sequence[_Waiting]) -> None:
-        """Commit one group and answer each of its callers.
-
-        Should PostgreSQL refuse the group, each booking is tried alone, so
-        the refusal reaches only the booking that caused it.
-        """
-        try:
-            async with self._pool.acquire() as conn, conn.transaction():
-                outcomes = await self._book_group(conn, group)
-        except asyncpg.PostgresError as exc:
-            if len(group) == 1:
-                _answer_all(group, exc)
-                return
-            logger.warning(
-                "group of bookings refused, booking each alone",
-                extra={"bookings": len(group), "sqlstate": exc.sqlstate},
+        return await self._bookings.submit(
+            _NewBooking(
+                request=request,
+                actor=actor,
+                scope=str(actor),
+                key=idempotency_key,
+                fingerprint=request.fingerprint(),
             )
-            for waiting in group:
-                await self._commit_group([waiting])
-            return
-        except Exception as exc:  # noqa: BLE001  # each caller is told, not a task log
-            _answer_all(group, exc)
-            return
-        for waiting, outcome in zip(group, outcomes, strict=True):
-            if waiting.answer.done():
-                continue
-            if isinstance(outcome, Booking):
-                waiting.answer.set_result(outcome)
-            else:
-                waiting.answer.set_exception(outcome)
+        )
 
     async def _book_group(
-        self, conn: Connection, group: Sequence[_Waiting]
+        self, conn: Connection, group: Sequence[_NewBooking]
     ) -> list[Booking | HomecareError]:
         """Write a group of bookings in the caller's transaction.
 
@@ -266,7 +200,7 @@ class OrderStore:
         }
 
         outcomes: list[Booking | HomecareError | uuid.UUID] = []
-        made: list[tuple[_Waiting, Order, OrderEvent]] = []
+        made: list[tuple[_NewBooking, Order, OrderEvent]] = []
         for waiting, lock in zip(group, locked, strict=True):
             first = used.get((waiting.scope, waiting.key))
             try:
@@ -320,7 +254,7 @@ class OrderStore:
         reason: str = "",
         payload: Mapping[str, Any] | None = None,
     ) -> tuple[Order, OrderEvent]:
-        """Apply one transition in its own transaction.
+        """Apply one transition; returns once its group has committed.
 
         Raises:
             NotFoundError: No such order.
@@ -328,16 +262,11 @@ class OrderStore:
             ValidationError: As :func:`dispatch.lifecycle.apply`; nothing is
                 written.
         """
-        async with self._pool.acquire() as conn, conn.transaction():
-            return await self.transition_on(
-                conn,
-                order_id,
-                trigger,
-                actor,
-                expected_version=expected_version,
-                reason=reason,
-                payload=payload,
+        return await self._changes.submit(
+            _Change(
+                _order_uuid(order_id), trigger, actor, expected_version, reason, payload
             )
+        )
 
     async def transition_on(
         self,
@@ -352,22 +281,58 @@ class OrderStore:
     ) -> tuple[Order, OrderEvent]:
         """Like :meth:`transition`, inside a transaction the caller holds.
 
-        Lets callers write several transitions in one commit (group commit).
+        Lets callers write several transitions of one order in one commit.
         """
-        order = await _fetch_order(conn, _order_uuid(order_id), lock=True)
-        changed, event = lifecycle.apply(
-            order,
-            trigger,
-            actor,
-            self._clock.now(),
-            expected_version=expected_version,
-            reason=reason,
-            payload=payload,
+        change = _Change(
+            _order_uuid(order_id), trigger, actor, expected_version, reason, payload
         )
-        await _update_order(conn, changed)
-        await _insert_event(conn, event, order, changed)
-        await _record_offer(conn, order, changed, event)
-        return changed, event
+        [outcome] = await self._change_group(conn, [change])
+        if isinstance(outcome, HomecareError):
+            raise outcome
+        return outcome
+
+    async def _change_group(
+        self, conn: Connection, group: Sequence[_Change]
+    ) -> list[tuple[Order, OrderEvent] | HomecareError]:
+        """Write a group of transitions, each of another order.
+
+        The orders are locked in one statement in the order of their ids,
+        so two groups never wait for each other in a cycle.
+        """
+        rows = await conn.fetch(
+            'select * from "order" where order_id = any($1::uuid[])'
+            " order by order_id for update",
+            [c.order_id for c in group],
+        )
+        orders = {row["order_id"]: order_from_row(row) for row in rows}
+
+        outcomes: list[tuple[Order, OrderEvent] | HomecareError] = []
+        made: list[tuple[OrderEvent, Order, Order]] = []
+        for change in group:
+            order = orders.get(change.order_id)
+            try:
+                if order is None:
+                    raise NotFoundError("order", str(change.order_id))
+                changed, event = lifecycle.apply(
+                    order,
+                    change.trigger,
+                    change.actor,
+                    self._clock.now(),
+                    expected_version=change.expected_version,
+                    reason=change.reason,
+                    payload=change.payload,
+                )
+            except HomecareError as refused:
+                outcomes.append(refused)
+                continue
+            made.append((event, order, changed))
+            outcomes.append((changed, event))
+
+        if made:
+            await _update_orders(conn, [after for _, _, after in made])
+            await _insert_events(conn, made)
+            await _record_offers(conn, made)
+        return outcomes
 
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
         """A connection in a transaction, for several writes in one commit."""
@@ -429,7 +394,7 @@ class OrderStore:
 
     def _new_order(
         self,
-        waiting: _Waiting,
+        waiting: _NewBooking,
         elders: Mapping[str, asyncpg.Record],
         services: Mapping[str, asyncpg.Record],
     ) -> Order:
@@ -464,13 +429,6 @@ class OrderStore:
             notes=request.notes,
             skills=frozenset(service["skills"]),
         )
-
-
-def _answer_all(group: Iterable[_Waiting], error: BaseException) -> None:
-    """Tell every caller of a group still waiting that it failed."""
-    for waiting in group:
-        if not waiting.answer.done():
-            waiting.answer.set_exception(error)
 
 
 @asynccontextmanager
@@ -590,8 +548,8 @@ async def _insert_orders(conn: Connection, orders: Sequence[Order]) -> None:
     )
 
 
-async def _update_order(conn: Connection, order: Order) -> None:
-    await conn.execute(
+async def _update_orders(conn: Connection, orders: Sequence[Order]) -> None:
+    await conn.executemany(
         """
         update "order" set
             status = $2, version = $3, updated_at = $4, provider_id = $5,
@@ -599,15 +557,20 @@ async def _update_order(conn: Connection, order: Order) -> None:
             excluded_provider_ids = $8, record = $9
         where order_id = $1
         """,
-        uuid.UUID(order.order_id),
-        str(order.status),
-        order.version,
-        order.updated_at,
-        order.provider_id,
-        order.offer_provider_id,
-        order.offer_expires_at,
-        sorted(order.excluded_provider_ids),
-        dict(order.record),
+        [
+            (
+                uuid.UUID(order.order_id),
+                str(order.status),
+                order.version,
+                order.updated_at,
+                order.provider_id,
+                order.offer_provider_id,
+                order.offer_expires_at,
+                sorted(order.excluded_provider_ids),
+                dict(order.record),
+            )
+            for order in orders
+        ],
     )
 
 
@@ -643,14 +606,6 @@ def _event_args(event: OrderEvent, before: Order, after: Order) -> tuple[Any, ..
     )
 
 
-async def _insert_event(
-    conn: Connection, event: OrderEvent, before: Order, after: Order
-) -> None:
-    """Append the event; wake outbox readers at commit."""
-    await conn.execute(_INSERT_EVENT, *_event_args(event, before, after))
-    await conn.execute("select pg_notify($1, '')", OUTBOX_CHANNEL)
-
-
 async def _insert_events(
     conn: Connection, events: Sequence[tuple[OrderEvent, Order, Order]]
 ) -> None:
@@ -659,26 +614,40 @@ async def _insert_events(
     await conn.execute("select pg_notify($1, '')", OUTBOX_CHANNEL)
 
 
-async def _record_offer(
-    conn: Connection, before: Order, after: Order, event: OrderEvent
+async def _record_offers(
+    conn: Connection, changes: Sequence[tuple[OrderEvent, Order, Order]]
 ) -> None:
-    """Keep the ``offer`` table in step: one row per offer, closed once."""
-    key = uuid.UUID(after.order_id)
-    if event.trigger is Trigger.OFFER:
-        await conn.execute(
-            "insert into offer (order_id, provider_kind, provider_id, offered_at,"
-            " expires_at) values ($1, $2, $3, $4, $5)",
-            key,
-            str(after.provider_kind),
-            after.offer_provider_id,
-            event.at,
-            after.offer_expires_at,
-        )
-    elif before.offer_provider_id is not None and after.offer_provider_id is None:
-        await conn.execute(
+    """Keep the ``offer`` table in step: one row per offer, closed once.
+
+    Args:
+        conn: A connection in the transaction that writes the changes.
+        changes: Each event with its order before and after.
+    """
+    opened = []
+    closed = []
+    for event, before, after in changes:
+        key = uuid.UUID(after.order_id)
+        if event.trigger is Trigger.OFFER:
+            opened.append(
+                (
+                    key,
+                    str(after.provider_kind),
+                    after.offer_provider_id,
+                    event.at,
+                    after.offer_expires_at,
+                )
+            )
+        elif before.offer_provider_id is not None and after.offer_provider_id is None:
+            closed.append((key, str(event.trigger), event.at))
+    if closed:
+        await conn.executemany(
             "update offer set outcome = $2, closed_at = $3"
             " where order_id = $1 and outcome is null",
-            key,
-            str(event.trigger),
-            event.at,
+            closed,
+        )
+    if opened:
+        await conn.executemany(
+            "insert into offer (order_id, provider_kind, provider_id, offered_at,"
+            " expires_at) values ($1, $2, $3, $4, $5)",
+            opened,
         )

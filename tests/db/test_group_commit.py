@@ -1,8 +1,9 @@
-"""Group commit of bookings: many callers, few transactions, each its own answer."""
+"""Group commit of bookings and transitions: few transactions, own answers."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -16,14 +17,18 @@ from dispatch.domain import Actor, ActorRole, BookingRequest, TimeWindow
 from dispatch.errors import (
     IdempotencyInProgressError,
     IdempotencyMismatchError,
+    IllegalTransitionError,
+    NotFoundError,
+    StaleVersionError,
     ValidationError,
 )
-from dispatch.lifecycle import OrderStatus
+from dispatch.lifecycle import OrderStatus, Trigger
 
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 OPERATOR = Actor(ActorRole.OPERATOR, "op-1")
+SYSTEM = Actor(ActorRole.SYSTEM, "dispatcher")
 
 
 def _request(**changes: object) -> BookingRequest:
@@ -48,17 +53,20 @@ async def _orders(pool: asyncpg.Pool) -> int:
 
 @pytest.fixture
 async def poison(clean: asyncpg.Pool) -> AsyncIterator[None]:
-    """PostgreSQL itself refuses any order whose notes say ``poison``."""
+    """PostgreSQL itself refuses orders noted ``poison`` and offers to it."""
     await clean.execute(
         """
         create function refuse_poison() returns trigger language plpgsql as $$
         begin
-            if new.notes = 'poison' then
-                raise exception 'poisoned order' using errcode = 'check_violation';
+            if to_jsonb(new) ->> 'notes' = 'poison'
+                    or to_jsonb(new) ->> 'provider_id' = 'poison' then
+                raise exception 'poisoned' using errcode = 'check_violation';
             end if;
             return new;
         end $$;
         create trigger refuse_poison before insert on "order"
+            for each row execute function refuse_poison();
+        create trigger refuse_poison before insert on offer
             for each row execute function refuse_poison();
         """
     )
@@ -66,7 +74,8 @@ async def poison(clean: asyncpg.Pool) -> AsyncIterator[None]:
         yield
     finally:
         await clean.execute(
-            'drop trigger refuse_poison on "order"; drop function refuse_poison();'
+            'drop trigger refuse_poison on "order";'
+            " drop trigger refuse_poison on offer; drop function refuse_poison();"
         )
 
 
@@ -249,3 +258,109 @@ async def test_validation_errors_are_raised_before_queueing(
         await store.create(_request(duration_min=0), OPERATOR, "k")
     assert refused.value.code == "out_of_range"
     assert await _orders(clean) == 0
+
+
+def _offer(provider_id: str = "cg-1") -> dict[str, str]:
+    return {
+        "provider_id": provider_id,
+        "expires_at": (T0 + timedelta(minutes=1)).isoformat(),
+    }
+
+
+async def _booked(store: OrderStore, count: int) -> list[str]:
+    bookings = await asyncio.gather(
+        *(store.create(_request(), OPERATOR, f"b{k}") for k in range(count))
+    )
+    return [b.order.order_id for b in bookings]
+
+
+async def test_concurrent_transitions_share_commits(
+    store: OrderStore, clean: asyncpg.Pool
+) -> None:
+    """Offers of fifty orders made at once are each written, in few commits."""
+    order_ids = await _booked(store, 50)
+
+    results = await asyncio.gather(
+        *(
+            store.transition(o, Trigger.OFFER, SYSTEM, payload=_offer())
+            for o in order_ids
+        )
+    )
+
+    assert [order.order_id for order, _ in results] == order_ids
+    assert all(order.status is OrderStatus.OFFERED for order, _ in results)
+    for order, event in results:
+        assert await store.get(order.order_id) == order
+        assert (await store.events(order.order_id))[-1] == event
+    assert (
+        await clean.fetchval("select count(*) from offer where outcome is null") == 50
+    )
+    commits = await clean.fetchval(
+        "select count(distinct tx) from order_event where trigger = 'offer'"
+    )
+    assert commits < 50
+
+
+async def test_refused_transition_in_a_group_changes_only_itself(
+    store: OrderStore, clean: asyncpg.Pool
+) -> None:
+    """An illegal, stale or unknown transition is refused; the others commit."""
+    first, second, third = await _booked(store, 3)
+
+    results = await asyncio.gather(
+        store.transition(first, Trigger.OFFER, SYSTEM, payload=_offer()),
+        store.transition(second, Trigger.ACCEPT, SYSTEM),
+        store.transition(
+            third, Trigger.OFFER, SYSTEM, expected_version=7, payload=_offer()
+        ),
+        store.transition(str(uuid.uuid4()), Trigger.CANCEL, OPERATOR),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[0], tuple)
+    assert isinstance(results[1], IllegalTransitionError)
+    assert isinstance(results[2], StaleVersionError)
+    assert isinstance(results[3], NotFoundError)
+    statuses = [(await store.get(o)).status for o in (first, second, third)]
+    assert statuses == [OrderStatus.OFFERED, OrderStatus.BOOKED, OrderStatus.BOOKED]
+    assert await clean.fetchval("select count(*) from order_event") == 4
+
+
+@pytest.mark.usefixtures("poison")
+async def test_transition_refused_by_postgres_fails_alone(
+    store: OrderStore, clean: asyncpg.Pool
+) -> None:
+    """An offer PostgreSQL refuses fails alone; the group's others commit."""
+    order_ids = await _booked(store, 4)
+
+    results = await asyncio.gather(
+        *(
+            store.transition(
+                o, Trigger.OFFER, SYSTEM, payload=_offer("poison" if k == 1 else "cg-1")
+            )
+            for k, o in enumerate(order_ids)
+        ),
+        return_exceptions=True,
+    )
+
+    assert isinstance(results[1], asyncpg.CheckViolationError)
+    assert sum(isinstance(r, tuple) for r in results) == 3
+    assert (await store.get(order_ids[1])).status is OrderStatus.BOOKED
+    assert await clean.fetchval("select count(*) from offer") == 3
+
+
+async def test_transitions_of_one_order_apply_one_after_the_other(
+    store: OrderStore,
+) -> None:
+    """Two changes of one order submitted together never share a group."""
+    [order_id] = await _booked(store, 1)
+
+    offered, withdrawn = await asyncio.gather(
+        store.transition(order_id, Trigger.OFFER, SYSTEM, payload=_offer()),
+        store.transition(order_id, Trigger.WITHDRAW, OPERATOR, reason="mistake"),
+    )
+
+    assert offered[0].version == 2
+    assert withdrawn[0].version == 3
+    assert withdrawn[0].status is OrderStatus.BOOKED
+    assert [e.seq for e in await store.events(order_id)] == [1, 2, 3]
