@@ -25,6 +25,7 @@ take the visit. Rejection reasons are checked in the order of
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -370,7 +371,16 @@ class InsertionIndex:
         travel_per_s = self._weights.travel_per_s
         lateness_per_s = self._weights.lateness_per_s
         soft_latest_s = visit.latest_s
-        for k in range(route.feasible_suffix, route.feasible_prefix + 1):
+        # Latest feasible starts only grow along a route, so the positions
+        # before which even an on-time start cannot end early enough are a
+        # prefix, skipped by bisection (long routes with narrow windows).
+        first = bisect_left(
+            latest_start,
+            earliest_s + duration_s,
+            route.feasible_suffix + 1,
+            route.feasible_prefix + 2,
+        )
+        for k in range(first - 1, route.feasible_prefix + 1):
             if free_s[k] > latest_s:
                 break  # the caregiver is free ever later along the route
             before = locations[k]
