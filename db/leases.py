@@ -28,6 +28,7 @@ stop so that others need not wait for the leases to expire.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,7 +37,7 @@ import asyncpg
 from db.pool import Connection
 from dispatch.errors import LeaseLostError
 
-__all__ = ["Lease", "RegionLeases", "check_fence"]
+__all__ = ["Fence", "Lease", "RegionLeases", "check_fence", "fence_holds"]
 
 _HEARTBEAT = """
     insert into dispatcher_node (holder, seen_at) values ($1, clock_timestamp())
@@ -102,6 +103,20 @@ class Lease:
     region_id: str
     fence: int
     expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """What a dispatcher's writes must prove: the leases it was started with.
+
+    Attributes:
+        holder: The node holding the leases.
+        fences: Region id to the fence of its lease; a write for a region
+            not in here is refused.
+    """
+
+    holder: str
+    fences: Mapping[str, int]
 
 
 def _leases(rows: list[asyncpg.Record]) -> dict[str, Lease]:
@@ -179,5 +194,15 @@ async def check_fence(
         LeaseLostError: The lease has another holder, another fence, or has
             expired.
     """
-    if await conn.fetchval(_CHECK, region_id, holder, fence) is None:
+    if not await fence_holds(conn, region_id, holder, fence):
         raise LeaseLostError(region_id, fence)
+
+
+async def fence_holds(
+    conn: Connection, region_id: str, holder: str, fence: int
+) -> bool:
+    """Whether ``holder`` holds the region's lease with ``fence``, locked.
+
+    As :func:`check_fence`, answering instead of raising.
+    """
+    return await conn.fetchval(_CHECK, region_id, holder, fence) is not None

@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from db.groupcommit import GroupCommit
+from db.leases import Fence, fence_holds
 from db.outbox import CHANNEL as OUTBOX_CHANNEL
 from db.pool import Connection
 from dispatch import lifecycle
@@ -42,6 +43,7 @@ from dispatch.errors import (
     HomecareError,
     IdempotencyInProgressError,
     IdempotencyMismatchError,
+    LeaseLostError,
     NotFoundError,
     ValidationError,
 )
@@ -86,6 +88,7 @@ class _Change:
     expected_version: int | None
     reason: str
     payload: Mapping[str, Any] | None
+    fence: Fence | None = None
 
 
 class OrderStore:
@@ -253,18 +256,31 @@ class OrderStore:
         expected_version: int | None = None,
         reason: str = "",
         payload: Mapping[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> tuple[Order, OrderEvent]:
         """Apply one transition; returns once its group has committed.
 
+        With a ``fence`` (a dispatcher's leases) the transition commits only
+        while that dispatcher holds the lease on the order's region with
+        the same fencing number (DESIGN.md section 9).
+
         Raises:
             NotFoundError: No such order.
+            LeaseLostError: ``fence`` no longer holds for the order's region;
+                nothing is written.
             StaleVersionError, IllegalTransitionError, ForbiddenError,
             ValidationError: As :func:`dispatch.lifecycle.apply`; nothing is
                 written.
         """
         return await self._changes.submit(
             _Change(
-                _order_uuid(order_id), trigger, actor, expected_version, reason, payload
+                _order_uuid(order_id),
+                trigger,
+                actor,
+                expected_version,
+                reason,
+                payload,
+                fence,
             )
         )
 
@@ -308,11 +324,14 @@ class OrderStore:
 
         outcomes: list[tuple[Order, OrderEvent] | HomecareError] = []
         made: list[tuple[OrderEvent, Order, Order]] = []
+        fences_held: dict[tuple[str, str, int], bool] = {}
         for change in group:
             order = orders.get(change.order_id)
             try:
                 if order is None:
                     raise NotFoundError("order", str(change.order_id))
+                if change.fence is not None:
+                    await _check_fence(conn, order.region_id, change.fence, fences_held)
                 changed, event = lifecycle.apply(
                     order,
                     change.trigger,
@@ -651,3 +670,25 @@ async def _record_offers(
             " expires_at) values ($1, $2, $3, $4, $5)",
             opened,
         )
+
+
+async def _check_fence(
+    conn: Connection,
+    region_id: str,
+    fence: Fence,
+    checked: dict[tuple[str, str, int], bool],
+) -> None:
+    """Refuse a fenced change unless its lease holds; once per region a group.
+
+    Raises:
+        LeaseLostError: The fence does not cover the region, or the lease
+            has passed on or expired.
+    """
+    number = fence.fences.get(region_id)
+    if number is None:
+        raise LeaseLostError(region_id, 0)
+    key = (region_id, fence.holder, number)
+    if key not in checked:
+        checked[key] = await fence_holds(conn, region_id, fence.holder, number)
+    if not checked[key]:
+        raise LeaseLostError(region_id, number)

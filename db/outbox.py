@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,7 +27,7 @@ import asyncpg
 
 from db.pool import Connection
 
-__all__ = ["CHANNEL", "OutboxEvent", "OutboxReader"]
+__all__ = ["CHANNEL", "OutboxEvent", "OutboxReader", "drop_cursors"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,11 @@ _BATCH = 1000
 _START_AT_BEGINNING = (
     "insert into outbox_cursor (name) values ($1) on conflict (name) do nothing"
 )
+# The end of the log is where no transaction that is still running can
+# commit behind: the oldest one running (or the next to start).
 _START_AT_END = """
     insert into outbox_cursor (name, tx, event_id)
-    select $1, coalesce(max(tx), '0'), coalesce(max(event_id), 0) from order_event
+    values ($1, pg_snapshot_xmin(pg_current_snapshot()), 0)
     on conflict (name) do nothing
 """
 _POLL_S = 0.5
@@ -129,6 +131,15 @@ class OutboxReader:
                 await listener.remove_listener(CHANNEL, self._on_notify)
             await self._pool.release(listener)
 
+    async def prepare(self) -> None:
+        """Make the cursor now, if new, so that every event from here is read.
+
+        :meth:`batches` makes it otherwise; call this first where the
+        caller loads the state that the events then change.
+        """
+        async with self._pool.acquire() as conn:
+            await self._load_cursor(conn)
+
     async def commit(self) -> None:
         """Save the cursor past the last batch yielded."""
         if not self._unsaved:
@@ -173,3 +184,10 @@ class OutboxReader:
             _BATCH,
         )
         return [_event(row) for row in rows]
+
+
+async def drop_cursors(pool: asyncpg.Pool, names: Sequence[str]) -> None:
+    """Forget readers' cursors for good, such as a stopped node's own."""
+    await pool.execute(
+        "delete from outbox_cursor where name = any($1::text[])", list(names)
+    )

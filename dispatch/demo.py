@@ -41,6 +41,7 @@ from dispatch.clock import SimulatedClock, WallClock
 from dispatch.domain import Actor, ActorRole
 from dispatch.node import Node, open_node
 from dispatch.phones import Crew, PhoneProfile
+from dispatch.roles import DISPATCHING, Dispatching
 from dispatch.seeding import seed_city
 from dispatch.settings import Settings
 from dispatch.streams import Operator, OrderStreams, StreamCounts
@@ -191,7 +192,8 @@ async def _live(
     say: Callable[[str], None],
 ) -> DemoSummary:
     settings = node.settings
-    runner = web.AppRunner(build_app(node), access_log=None, handle_signals=False)
+    app = build_app(node)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()
@@ -235,7 +237,7 @@ async def _live(
                         options.orders_per_hour,
                         options.ahead_orders,
                         options.ahead_span_min,
-                        settled=lambda: _caught_up(node),
+                        settled=lambda: _caught_up(node, app[DISPATCHING]),
                     )
                 ),
                 group.create_task(operator.run()),
@@ -263,18 +265,20 @@ async def _live(
     return summary
 
 
-async def _caught_up(node: Node) -> None:
+async def _caught_up(node: Node, dispatching: Dispatching) -> None:
     """Wait until the dispatcher has taken in every event committed so far."""
     async with node.pool.acquire() as conn:
         last = await conn.fetchval("select coalesce(max(event_id), 0) from order_event")
     for _ in range(_CATCH_UP_ROUNDS):
-        behind = await node.pool.fetchval(
-            "select exists (select 1 from order_event e"
-            " join outbox_cursor c on c.name = 'dispatcher'"
-            " where e.event_id <= $1 and (e.tx, e.event_id) > (c.tx, c.event_id))",
+        current = dispatching.current
+        if current is not None and await node.pool.fetchval(
+            "select not exists (select 1 from order_event e"
+            " join outbox_cursor c on c.name = $2"
+            " where e.event_id <= $1 and (e.tx, e.event_id) > (c.tx, c.event_id))"
+            " and exists (select 1 from outbox_cursor where name = $2)",
             last,
-        )
-        if not behind:
+            current.cursors[0],
+        ):
             return
         await asyncio.sleep(_CATCH_UP_PAUSE_S)
     logger.warning(

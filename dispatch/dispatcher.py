@@ -21,6 +21,11 @@ open orders and each caregiver's planned route in memory, and acts:
   worker process, warm-started, accepted visits pinned; booked orders that
   found a place become offers, and caregivers get their new plans.
 
+On a node running the dispatcher role, the regions are those the node
+holds leases on (:mod:`dispatch.shards`), and every transition is written
+under their fences, so a dispatcher whose lease has passed to another node
+changes nothing.
+
 Limitation: the emergency ladder offers one caregiver at a time (DESIGN.md
 keeps at most one open offer per order); it does not yet offer the best K
 in parallel.
@@ -39,6 +44,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from db.leases import Fence
 from db.live import Duty, LiveState
 from db.orders import OrderStore
 from db.outbox import OutboxReader
@@ -54,7 +60,7 @@ from db.roster import (
 )
 from dispatch.clock import Clock
 from dispatch.domain import Actor, ActorRole, Priority, ProviderKind, distance_m
-from dispatch.errors import HomecareError
+from dispatch.errors import HomecareError, LeaseLostError
 from dispatch.lifecycle import TERMINAL_STATES, Order, OrderStatus, Trigger
 from dispatch.planning import (
     AT_THE_DOOR,
@@ -168,6 +174,11 @@ class Dispatcher:
             a thread of this process (tests).
         solve_fn: The solver entry point (tests may slow it down).
         on_solve: Told the wall time of every solve, in seconds (metrics).
+        fence: The region leases this dispatcher writes under; every
+            transition it makes is refused once a lease has passed on.
+            ``None`` writes unfenced (one dispatcher for all regions).
+        name: Names its cursors in the event log; unique among the
+            dispatchers sharing a database.
     """
 
     def __init__(
@@ -183,8 +194,14 @@ class Dispatcher:
         executor: Executor | None = None,
         solve_fn: SolveFn = solve,
         on_solve: Callable[[float], None] | None = None,
+        fence: Fence | None = None,
+        name: str = "dispatcher",
     ) -> None:
         self._pool = pool
+        self._fence = fence
+        self.name = name
+        #: The names of its cursors in the event log.
+        self.cursors = (name, f"{name}-emergency")
         self._orders = orders
         self._clock = clock
         self._live = live
@@ -226,10 +243,16 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Follow the event log, watch deadlines and re-optimise, forever."""
+        main, emergencies = (
+            OutboxReader(self._pool, name, from_now=True) for name in self.cursors
+        )
+        # Readers placed before the state is loaded miss no event after it.
+        await main.prepare()
+        await emergencies.prepare()
         await self.start()
         async with asyncio.TaskGroup() as group:
-            group.create_task(self._follow())
-            group.create_task(self._follow_emergencies())
+            group.create_task(self._follow(main))
+            group.create_task(self._follow_emergencies(emergencies))
             group.create_task(self._watch_deadlines())
             group.create_task(self._refresh_roster_hourly())
             if self.policy.reoptimise_every is not None:
@@ -263,20 +286,18 @@ class Dispatcher:
             await self._clock.sleep(3600)
             await self.refresh_roster()
 
-    async def _follow(self) -> None:
-        reader = OutboxReader(self._pool, "dispatcher", from_now=True)
+    async def _follow(self, reader: OutboxReader) -> None:
         async for batch in reader.batches():
             await self.on_events([e.order_id for e in batch])
             await reader.commit()
 
-    async def _follow_emergencies(self) -> None:
+    async def _follow_emergencies(self, reader: OutboxReader) -> None:
         """Emergencies skip the queue.
 
         A second reader of the log takes only emergencies that became booked
         (new, declined, given back) or accepted, so a burst of thousands of
         bookings ahead of one never delays its ladder.
         """
-        reader = OutboxReader(self._pool, "dispatcher-emergency", from_now=True)
         async for batch in reader.batches():
             wanted = [
                 e.order_id for e in batch if e.to_status in ("booked", "accepted")
@@ -648,7 +669,14 @@ class Dispatcher:
                 expected_version=version,
                 reason=reason,
                 payload=payload,
+                fence=self._fence,
             )
+        except LeaseLostError as lost:
+            logger.warning(
+                "dispatcher write refused: region lease lost",
+                extra={"order_id": order_id, "trigger": str(trigger), **lost.details},
+            )
+            return None
         except HomecareError as refused:
             logger.debug(
                 "dispatcher transition refused",

@@ -97,7 +97,8 @@ async def pool(backing: Backing) -> AsyncIterator[asyncpg.Pool]:
 async def clean(pool: asyncpg.Pool) -> asyncpg.Pool:
     """The session database with no orders, events, offers or keys."""
     await pool.execute(
-        'truncate "order", order_event, offer, idempotency_key, audit_log cascade'
+        'truncate "order", order_event, offer, idempotency_key, audit_log,'
+        " region_lease, dispatcher_node cascade"
     )
     return pool
 

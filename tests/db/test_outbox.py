@@ -93,3 +93,34 @@ async def test_event_of_a_slow_transaction_is_not_skipped(clean: asyncpg.Pool) -
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert [e.trigger for e in seen] == ["book"]
+
+
+async def test_a_reader_from_now_misses_no_commit_of_a_running_transaction(
+    clean: asyncpg.Pool,
+) -> None:
+    """Prepared at the end of the log, it reads everything committed later.
+
+    That includes the event of a transaction already running when the
+    cursor was made, committed behind an event of a later transaction.
+    """
+    await clean.execute("delete from outbox_cursor")
+    store = OrderStore(clean, SimulatedClock(T0))
+    first = (await store.create(_request(), OPERATOR, "first")).order.order_id
+    async with clean.acquire() as slow, slow.transaction():
+        await store.transition_on(
+            slow,
+            first,
+            Trigger.OFFER,
+            Actor(ActorRole.SYSTEM, "d"),
+            payload={"provider_id": "cg-1", "expires_at": T0.isoformat()},
+        )
+        await store.create(_request(), OPERATOR, "middle")
+        reader = OutboxReader(clean, "from-now", from_now=True)
+        await reader.prepare()
+    last = (await store.create(_request(), OPERATOR, "last")).order.order_id
+
+    events = await _take(reader, 3)
+    seen = {(e.order_id, e.trigger) for e in events}
+    assert (first, "offer") in seen
+    assert (last, "book") in seen
+    assert (first, "book") not in seen

@@ -14,7 +14,7 @@ from dispatch.app import build_app
 from dispatch.clock import SimulatedClock
 from dispatch.domain import ActorRole
 from dispatch.node import open_node
-from dispatch.roles import DISPATCHER
+from dispatch.roles import DISPATCHING
 from tests.conftest import Backing, settings_for, token_for
 
 pytestmark = pytest.mark.integration
@@ -58,6 +58,8 @@ async def test_booked_order_is_offered_by_the_running_dispatcher(
                     while (await node.orders.get(order_id)).offer_provider_id is None:  # noqa: ASYNC110  # polls PostgreSQL
                         await asyncio.sleep(0.02)
             assert (await node.orders.get(order_id)).offer_provider_id == "cg-1"
-            assert app[DISPATCHER].stats["offers"] == 1
+            dispatcher = app[DISPATCHING].current
+            assert dispatcher is not None
+            assert dispatcher.stats["offers"] == 1
         finally:
             await runner.cleanup()
