@@ -138,6 +138,10 @@ class Gauge(_Metric):
         key = self._key(labels)
         self._values[key] = self._values.get(key, 0.0) + amount
 
+    def value(self, *labels: str) -> float:
+        """The series of ``labels`` now (0 when never set)."""
+        return self._values.get(self._key(labels), 0.0)
+
     def samples(self) -> list[str]:
         """Exposition lines of every series."""
         return [
@@ -246,6 +250,20 @@ ESCALATIONS: Counter = REGISTRY.register(
 )
 CONNECTIONS: Gauge = REGISTRY.register(
     Gauge("homecare_websocket_connections", "Open websocket connections.", ("kind",))
+)
+REGIONS_HELD: Gauge = REGISTRY.register(
+    Gauge(
+        "homecare_regions_held",
+        "Regions this node's dispatcher holds leases on and dispatches.",
+        ("holder",),
+    )
+)
+REGION_HANDOVERS: Counter = REGISTRY.register(
+    Counter(
+        "homecare_region_handovers_total",
+        "Times this node's set of leased regions changed (dispatcher restarted).",
+        ("holder",),
+    )
 )
 SOLVE_SECONDS: Histogram = REGISTRY.register(
     Histogram(

@@ -136,10 +136,13 @@ class Dispatching:
             name=f"dispatcher:{self.holder}",
         )
         self.current = dispatcher
+        metrics.REGIONS_HELD.set(len(held), self.holder)
+        metrics.REGION_HANDOVERS.inc(self.holder)
         try:
             await supervise("dispatcher", dispatcher.run)
         finally:
             self.current = None
+            metrics.REGIONS_HELD.set(0, self.holder)
             with contextlib.suppress(Exception):
                 await drop_cursors(node.pool, dispatcher.cursors)
 

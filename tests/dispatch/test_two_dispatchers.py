@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from db.directory import load_caregivers, load_elders, load_regions, load_shifts
+from dispatch import metrics
 from dispatch.clock import SimulatedClock
 from dispatch.directory import CaregiverProfile, ElderProfile, Region, Shift
 from dispatch.domain import Actor, ActorRole, BookingRequest, GeoPoint, TimeWindow
@@ -148,6 +149,8 @@ async def test_two_nodes_split_the_regions_and_offer_each_order_once(
             await _until(_serving(first, REGION.region_id), "node-a gives one up")
             await _until(_serving(second, SECOND.region_id), "node-b takes it")
             assert second.shards.fences[SECOND.region_id] == 2
+            assert metrics.REGIONS_HELD.value("node-a") == 1
+            assert metrics.REGIONS_HELD.value("node-b") == 1
             await _cursors_ready(node.pool, first, second)
 
             near_first = await _book(node, "el-1", "two-nodes-1")
@@ -169,6 +172,9 @@ async def test_two_nodes_split_the_regions_and_offer_each_order_once(
                 "node-a takes the region back",
             )
             assert first.shards.fences[SECOND.region_id] == 3
+            assert metrics.REGIONS_HELD.value("node-a") == 2
+            assert metrics.REGIONS_HELD.value("node-b") == 0
+            assert metrics.REGION_HANDOVERS.value("node-a") == 3
             await _cursors_ready(node.pool, first)
             later = await _book(node, "el-b1", "two-nodes-3")
             assert await _offered_to(node, later) == "cg-b1"
