@@ -32,17 +32,26 @@ _START_TIMEOUT_S = 90.0
 
 
 class Service:
-    """One ``homecare serve`` process and what it printed at start."""
+    """One ``homecare serve`` process and what it printed at start.
 
-    def __init__(self, data_dir: Path) -> None:
+    Args:
+        data_dir: Its data folder.
+        env: More settings (``HOMECARE_*``) for it.
+        args: More arguments to ``serve``.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")} | {
-            "HOMECARE_DATA_DIR": str(data_dir),
-            "HOMECARE_PORT": str(self.port),
-        }
+        ours = {k: v for k, v in os.environ.items() if not k.startswith("HOMECARE_")}
+        ours |= {"HOMECARE_DATA_DIR": str(data_dir), "HOMECARE_PORT": str(self.port)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "dispatch", "serve"],
-            env=env,
+            [sys.executable, "-m", "dispatch", "serve", *args],
+            env=ours | (env or {}),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
