@@ -13,6 +13,11 @@ each of its writes is tried again in a group of its own, so one bad write
 never fails the others. Any other failure (a lost connection) reaches
 every caller of the group, none of whose writes committed.
 
+A commit keeps its connection for the groups that follow it back to back
+and gives it back to the pool only when the queue is empty: a connection
+given back costs a round trip of its own (the pool resets its session),
+which under a steady stream of writes was paid once per group.
+
 Writes that share a key (an order, an idempotency key) never sit in the
 same group nor in two groups committing at once: the later one waits for
 a later group and sees the first one's outcome, as it would have one
@@ -113,21 +118,44 @@ class GroupCommit(Generic[W, R]):
 
     async def _commit_waiting(self) -> None:
         try:
-            while group := self._next_group():
-                try:
-                    await self._commit(group)
-                except asyncio.CancelledError:
-                    # the service is stopping: nobody may be left waiting
-                    stopping = UnavailableError("the service is stopping")
-                    _answer_all(group, stopping)
-                    if self._committing == 1:
-                        _answer_all(self._waiting, stopping)
-                        self._waiting.clear()
-                    raise
-                finally:
-                    self._in_flight.difference_update(w.key for w in group)
+            group = self._next_group()
+            while group:
+                group = await self._commit_groups(group)
         finally:
             self._committing -= 1
+
+    async def _commit_groups(self, group: list[_Waiting[W, R]]) -> list[_Waiting[W, R]]:
+        """Commit ``group`` and those after it on one connection.
+
+        Returns the group still to commit when the connection was lost or
+        could not be had (its callers already answered), or an empty one
+        when the queue ran dry.
+        """
+        try:
+            async with self._pool.acquire() as conn:
+                while group:
+                    try:
+                        await self._commit(conn, group)
+                    finally:
+                        self._in_flight.difference_update(w.key for w in group)
+                    group = self._next_group()
+                    if _lost(conn):
+                        return group
+        except asyncio.CancelledError:
+            # the service is stopping: nobody may be left waiting
+            stopping = UnavailableError("the service is stopping")
+            _answer_all(group, stopping)
+            self._in_flight.difference_update(w.key for w in group)
+            if self._committing == 1:
+                _answer_all(self._waiting, stopping)
+                self._waiting.clear()
+            raise
+        except Exception as exc:  # noqa: BLE001  # each caller is told, not a task log
+            # no connection, or it failed as it went back to the pool
+            _answer_all(group, exc)
+            self._in_flight.difference_update(w.key for w in group)
+            return self._next_group()
+        return group
 
     def _next_group(self) -> list[_Waiting[W, R]]:
         group: list[_Waiting[W, R]] = []
@@ -144,9 +172,9 @@ class GroupCommit(Generic[W, R]):
         self._waiting.extendleft(reversed(later))
         return group
 
-    async def _commit(self, group: Sequence[_Waiting[W, R]]) -> None:
+    async def _commit(self, conn: Connection, group: Sequence[_Waiting[W, R]]) -> None:
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with conn.transaction():
                 outcomes = await self._writer(conn, [w.write for w in group])
         except asyncpg.PostgresError as exc:
             if len(group) == 1:
@@ -157,7 +185,7 @@ class GroupCommit(Generic[W, R]):
                 extra={"writes": self._name, "count": len(group)},
             )
             for waiting in group:
-                await self._commit([waiting])
+                await self._commit(conn, [waiting])
             return
         except Exception as exc:  # noqa: BLE001  # each caller is told, not a task log
             _answer_all(group, exc)
@@ -169,6 +197,14 @@ class GroupCommit(Generic[W, R]):
                 waiting.answer.set_exception(outcome)
             else:
                 waiting.answer.set_result(outcome)
+
+
+def _lost(conn: Connection) -> bool:
+    """Whether the connection died (a dead one has gone back to its pool)."""
+    try:
+        return conn.is_closed()
+    except asyncpg.InterfaceError:
+        return True
 
 
 def _answer_all(group: Iterable[_Waiting[W, R]], error: BaseException) -> None:

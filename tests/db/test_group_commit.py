@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 
 import db.orders
+from db.groupcommit import GroupCommit
 from db.orders import Booking, OrderStore
+from db.pool import Connection
 from dispatch.clock import SimulatedClock
 from dispatch.domain import Actor, ActorRole, BookingRequest, TimeWindow
 from dispatch.errors import (
+    HomecareError,
     IdempotencyInProgressError,
     IdempotencyMismatchError,
     IllegalTransitionError,
@@ -364,3 +368,71 @@ async def test_transitions_of_one_order_apply_one_after_the_other(
     assert withdrawn[0].version == 3
     assert withdrawn[0].status is OrderStatus.BOOKED
     assert [e.seq for e in await store.events(order_id)] == [1, 2, 3]
+
+
+class _CountingPool:
+    """A pool that counts the connections taken from it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.acquired = 0
+
+    def acquire(self) -> Any:
+        self.acquired += 1
+        return self._pool.acquire()
+
+
+async def _where_committed(
+    conn: Connection, writes: Sequence[int]
+) -> list[tuple[int, int] | HomecareError]:
+    """Each write's transaction id and the backend that committed it."""
+    row = await conn.fetchrow("select txid_current() as tx, pg_backend_pid() as pid")
+    assert row is not None
+    return [(row["tx"], row["pid"]) for _ in writes]
+
+
+async def test_groups_back_to_back_share_one_connection(clean: asyncpg.Pool) -> None:
+    """Groups queued behind each other commit apart on one connection taken once."""
+    pool = _CountingPool(clean)
+    commits = GroupCommit[int, tuple[int, int]](
+        pool,  # type: ignore[arg-type]  # only acquire() is used
+        _where_committed,
+        lambda k: k,
+        name="tests",
+        max_group=4,
+        max_commits=1,
+    )
+
+    results = await asyncio.gather(*(commits.submit(k) for k in range(10)))
+
+    assert len({tx for tx, _ in results}) == 3
+    assert len({pid for _, pid in results}) == 1
+    assert pool.acquired == 1
+
+
+async def test_group_after_a_lost_connection_commits_on_a_new_one(
+    clean: asyncpg.Pool,
+) -> None:
+    """The group whose connection dies fails; the groups behind it still commit."""
+    lost: list[int] = []
+
+    async def dies_once(
+        conn: Connection, writes: Sequence[int]
+    ) -> list[tuple[int, int] | HomecareError]:
+        if not lost:
+            lost.append(await conn.fetchval("select pg_backend_pid()"))
+            conn.terminate()
+        return await _where_committed(conn, writes)
+
+    commits = GroupCommit[int, tuple[int, int]](
+        clean, dies_once, lambda k: k, name="tests", max_group=4, max_commits=1
+    )
+
+    results = await asyncio.gather(
+        *(commits.submit(k) for k in range(10)), return_exceptions=True
+    )
+
+    assert all(isinstance(r, Exception) for r in results[:4])
+    later = results[4:]
+    assert all(isinstance(r, tuple) for r in later)
+    assert lost[0] not in {r[1] for r in later if isinstance(r, tuple)}
