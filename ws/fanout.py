@@ -7,7 +7,9 @@ appends it with the next sequence number of that history as the entry id
 at-least-once relay does after a crash, is dropped. Every gateway node reads
 the entries after the last sequence number a connection saw, so a phone on
 any node gets what was published on any other. Redis pub/sub only wakes the
-readers; a periodic poll covers a lost wake-up.
+readers. Wake-ups are numbered (one counter for all histories), so a reader
+that finds a number skipped knows one was lost and polls every history it
+follows; that needs no poll over thousands of histories while none is lost.
 
 Keys, under an optional prefix::
 
@@ -15,7 +17,8 @@ Keys, under an optional prefix::
     hc:ws:n:<history>             last sequence number of the history
     hc:ws:d:<history>:<msg id>    seen message ids, for a day
     hc:ws:plan:<provider id>      the provider's latest plan message
-    hc:ws:wake                    pub/sub channel: the history that grew
+    hc:ws:w                       number of the last wake-up published
+    hc:ws:wake                    pub/sub channel: "<number> <history>"
 
 Sequence numbers start at a time-based base (unix seconds times 1000) when
 a history is created, so after Redis is lost the numbers still grow and a
@@ -35,15 +38,15 @@ from redis.asyncio import Redis
 
 from ws.protocol import Offer, OfferWithdrawn, OrderUpdate, Plan, ServerMessage, encode
 
-__all__ = ["CONSOLE", "ProviderFanout", "provider_history"]
+__all__ = ["CONSOLE", "ProviderFanout", "parse_wake", "provider_history"]
 
 #: The history of the operators' console feed.
 CONSOLE = "console"
 
 _DAY_S = 86_400
 
-# KEYS: stream, counter, dedupe key. ARGV: frame, maxlen, ttl of stream and
-# dedupe key, ttl of counter, wake channel, history name.
+# KEYS: stream, counter, dedupe key, wake-up counter. ARGV: frame, maxlen,
+# ttl of stream and dedupe key, ttl of counter, wake channel, history name.
 _PUBLISH = """
 if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3]) then
     return 0
@@ -56,7 +59,8 @@ end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], seq .. '-0', 'm', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+local wake = redis.call('INCR', KEYS[4])
+redis.call('PUBLISH', ARGV[5], wake .. ' ' .. ARGV[6])
 return seq
 """
 
@@ -82,6 +86,15 @@ _PROVIDER_TYPES: Mapping[str, type[ServerMessage]] = {
 def provider_history(provider_id: str) -> str:
     """The history name of a provider (caregiver or vendor)."""
     return f"p:{provider_id}"
+
+
+def parse_wake(data: bytes | str) -> tuple[int | None, str]:
+    """The number and history of a wake-up (no number: an unnumbered one)."""
+    text = data.decode() if isinstance(data, bytes) else data
+    number, _, history = text.partition(" ")
+    if history and number.isdigit():
+        return int(number), history
+    return None, text
 
 
 class ProviderFanout:
@@ -110,6 +123,7 @@ class ProviderFanout:
         self._script = redis.register_script(_PUBLISH)
         self._ensure = redis.register_script(_ENSURE)
         self.wake_channel = f"{prefix}hc:ws:wake"
+        self._wakes = f"{prefix}hc:ws:w"
 
     def _stream(self, history: str) -> str:
         return f"{self._prefix}hc:ws:s:{history}"
@@ -127,6 +141,7 @@ class ProviderFanout:
             self._stream(history),
             self._counter(history),
             f"{self._prefix}hc:ws:d:{history}:{message_id}",
+            self._wakes,
         ]
         args: list[Any] = [
             frame,
@@ -204,6 +219,11 @@ class ProviderFanout:
     async def position(self, history: str) -> int:
         """The last sequence number of a history (0 when it has none)."""
         value = await self._redis.get(self._counter(history))
+        return int(value) if value is not None else 0
+
+    async def wake_count(self) -> int:
+        """The number of the last wake-up published (0 before the first)."""
+        value = await self._redis.get(self._wakes)
         return int(value) if value is not None else 0
 
     async def positions(self, histories: Sequence[str]) -> list[int]:

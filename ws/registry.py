@@ -5,7 +5,9 @@ console's) from its ``cursor``: when woken it reads the entries after the
 cursor from Redis and sends them in order, one reader at a time. The
 :class:`Registry` knows every open connection of the node by history and by
 token; :func:`follow_wakes` wakes connections when Redis announces that a
-history grew, and polls every few seconds in case a wake-up was lost.
+history grew, and compares every followed history with its connections'
+cursors when a wake-up was lost (its number skipped), after subscribing, and
+once in a long while in any case.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from dispatch.domain import Actor
-from ws.fanout import ProviderFanout
+from ws.fanout import ProviderFanout, parse_wake
 from ws.protocol import (
     DuplicateMessageError,
     RateLimitedError,
@@ -35,12 +37,23 @@ from ws.protocol import (
     with_seq,
 )
 
-__all__ = ["Connection", "Limits", "Registry", "follow_wakes", "token_key"]
+__all__ = [
+    "Connection",
+    "Limits",
+    "Registry",
+    "WakeNumbers",
+    "follow_wakes",
+    "token_key",
+]
 
 logger = logging.getLogger(__name__)
 
 _READ_COUNT = 200
-_POLL_S = 2.0
+# how often the count of wake-ups published is read, to find one lost at the
+# end of a burst (no later wake-up shows its number skipped)
+_CHECK_S = 2.0
+# every history is polled this often even when no wake-up was found lost
+_SWEEP_S = 60.0
 _WAKE_TIMEOUT_S = 1.0
 _RETRY_S = 1.0
 # positions read from Redis per round trip of the poll; between two the
@@ -255,11 +268,12 @@ class Connection:
             logger.info("slow or gone client closed", extra={"history": self.history})
             await self.ws.close(code=1013, message=b"slow_client")
         except (RedisError, OSError) as exc:
-            # the poll retries; the phone loses nothing
+            # tried again shortly; the phone loses nothing
             logger.warning(
                 "history read failed",
                 extra={"history": self.history, "error": type(exc).__name__},
             )
+            asyncio.get_running_loop().call_later(_RETRY_S, self.wake)
 
     async def deliver(self) -> None:
         """Send every entry after the cursor; call under :attr:`lock`."""
@@ -350,29 +364,78 @@ class Registry:
         await asyncio.gather(*(close(c) for c in list(self.connections)))
 
 
+class WakeNumbers:
+    """Tells from the numbers of wake-ups when one was lost.
+
+    Wake-ups arrive in the order of their numbers; a number skipped is a
+    wake-up lost. One lost at the end of a burst shows in no later number,
+    so the count published is read every few seconds too: what it said at
+    the last check must have arrived by now. Redis losing its data starts
+    the numbers again, which is taken as a loss as well.
+
+    Args:
+        published: The count published when the subscription started;
+            wake-ups up to it may or may not arrive.
+    """
+
+    def __init__(self, published: int) -> None:
+        self.last = published
+        self._checked = published
+
+    def seen(self, number: int | None) -> bool:
+        """Take one wake-up's number; True when one before it was lost."""
+        if number is None or number <= self.last:
+            # unnumbered, or published before the subscription started
+            return False
+        lost = number > self.last + 1
+        self.last = number
+        return lost
+
+    def check(self, published: int) -> bool:
+        """Take the count published now; True when a wake-up was lost."""
+        lost = self.last < self._checked or published < self.last
+        if lost:
+            # the poll that follows covers every wake-up up to now
+            self.last = published
+        self._checked = published
+        return lost
+
+
 async def follow_wakes(
     redis: Redis, fanout: ProviderFanout, registry: Registry
 ) -> None:
     """Wake connections as histories grow, until cancelled.
 
-    Pub/sub tells which history grew; because it may drop messages, every
-    few seconds the positions of all followed histories are compared with
-    the connections' cursors as well.
+    Pub/sub tells which history grew. Because it may drop messages, the
+    positions of all followed histories are compared with the connections'
+    cursors after subscribing, when :class:`WakeNumbers` finds a wake-up
+    lost, and every ``_SWEEP_S`` in any case; with thousands of phones that
+    comparison is the costliest step of the edge, so it runs only then.
     """
-    next_poll = time.monotonic() + _POLL_S
     while True:
         try:
             async with redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                 await pubsub.subscribe(fanout.wake_channel)
+                # wake-ups published before the subscription are not seen
+                numbers = WakeNumbers(await fanout.wake_count())
+                await _poll(fanout, registry)
+                next_check = time.monotonic() + _CHECK_S
+                next_sweep = time.monotonic() + _SWEEP_S
                 while True:
                     message = await pubsub.get_message(timeout=_WAKE_TIMEOUT_S)
+                    lost = False
                     if message is not None:
-                        data = message["data"]
-                        registry.wake(
-                            data.decode() if isinstance(data, bytes) else data
-                        )
-                    if time.monotonic() >= next_poll:
-                        next_poll = time.monotonic() + _POLL_S
+                        number, history = parse_wake(message["data"])
+                        registry.wake(history)
+                        lost = numbers.seen(number)
+                    now = time.monotonic()
+                    if now >= next_check:
+                        next_check = now + _CHECK_S
+                        lost = numbers.check(await fanout.wake_count()) or lost
+                    if lost or now >= next_sweep:
+                        if lost:
+                            logger.info("wake-up lost", extra={"last": numbers.last})
+                        next_sweep = now + _SWEEP_S
                         await _poll(fanout, registry)
         except (RedisError, OSError) as exc:
             logger.warning(
