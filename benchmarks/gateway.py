@@ -94,6 +94,7 @@ __all__ = [
     "bench_env",
     "main",
     "percentiles",
+    "run_delay_s",
     "seed",
 ]
 
@@ -125,6 +126,22 @@ def percentiles(values: Sequence[float]) -> dict[str, float | int]:
         "p999_ms": at(0.999),
         "max_ms": round(ordered[-1], 2),
     }
+
+
+def run_delay_s(pid: int) -> float:
+    """Seconds a process's threads waited on a run queue for a core so far.
+
+    Read from ``/proc/<pid>/task/*/schedstat`` (Linux with schedstats);
+    NaN where it cannot be read. A loop that waits here is late however
+    little work it has: the figure tells a busy machine from a slow loop.
+    """
+    total_ns = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total_ns += int((task / "schedstat").read_text().split()[1])
+    except (OSError, IndexError, ValueError):
+        return math.nan
+    return total_ns / 1e9
 
 
 class LoopWatch:
@@ -274,12 +291,14 @@ class _BenchPhone:
 
 
 async def _connect(
-    url: str, signer: TokenSigner, caregiver_id: str
+    url: str, signer: TokenSigner, caregiver_id: str, ping_interval_s: float | None
 ) -> ClientConnection:
     token = signer.issue(
         Actor(ActorRole.CAREGIVER, caregiver_id), WallClock().now(), timedelta(hours=2)
     )
-    session = await Session.open(url, token, timeout_s=120)
+    session = await Session.open(
+        url, token, timeout_s=120, ping_interval_s=ping_interval_s
+    )
     await session.request("hello", timeout_s=120)
     return await session.detach()
 
@@ -299,6 +318,11 @@ async def _worker(spec: dict[str, Any]) -> None:
     Talks to the parent in JSON lines: writes ``connected``, reads the
     window, writes the results.
     """
+    if spec["batch"]:
+        # a woken generator does not preempt the service on its core: on
+        # the reference machine they share two cores, where the phones
+        # would be elsewhere
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     signer = TokenSigner(os.environ["HOMECARE_TOKEN_SECRET"].encode())
     gate = asyncio.Semaphore(_CONNECT_CONCURRENCY)
     failed: dict[str, int] = {}
@@ -311,7 +335,9 @@ async def _worker(spec: dict[str, Any]) -> None:
     async def connect(index: int) -> _BenchPhone | None:
         async with gate:
             try:
-                connection = await _connect(spec["url"], signer, _caregiver_id(index))
+                connection = await _connect(
+                    spec["url"], signer, _caregiver_id(index), spec["ping_interval_s"]
+                )
             except (OSError, TimeoutError, WebSocketException, ProtocolError) as exc:
                 name = type(exc).__name__
                 failed[name] = failed.get(name, 0) + 1
@@ -401,10 +427,21 @@ class Workers:
         workers: Generator processes.
         mode: ``report`` (locations and accepts) or ``hold`` (hello only).
         interval_s: Seconds between two locations of a phone.
+        ping_interval_s: Keepalive pings of each phone; None for none.
+        batch: Run the generators under ``SCHED_BATCH``, so that a woken
+            generator does not take the core from the service.
     """
 
     def __init__(
-        self, url: str, phones: int, workers: int, mode: str, interval_s: float
+        self,
+        url: str,
+        phones: int,
+        workers: int,
+        mode: str,
+        interval_s: float,
+        *,
+        ping_interval_s: float | None = 20.0,
+        batch: bool = False,
     ) -> None:
         self._specs = []
         share, extra = divmod(phones, workers)
@@ -418,6 +455,8 @@ class Workers:
                     "count": count,
                     "mode": mode,
                     "interval_s": interval_s,
+                    "ping_interval_s": ping_interval_s,
+                    "batch": batch,
                 }
             )
             first += count
@@ -538,7 +577,15 @@ async def _load(
 ) -> dict[str, Any]:
     server = service.process
     rss_before = server.memory_info().rss
-    workers = Workers(service.url, args.phones, args.workers, "report", args.interval)
+    workers = Workers(
+        service.url,
+        args.phones,
+        args.workers,
+        "report",
+        args.interval,
+        ping_interval_s=args.phone_pings or None,
+        batch=args.generators_batch,
+    )
     connect_started = time.monotonic()
     connected = await workers.connect()
     connect_s = time.monotonic() - connect_started
@@ -558,8 +605,14 @@ async def _load(
     load_start = os.getloadavg()
     await asyncio.sleep(max(0.0, window.start - time.monotonic()))
     cpu_start = server.cpu_times()
+    waited_start = run_delay_s(server.pid)
+    generators_waited_start = sum(run_delay_s(pid) for pid in workers.pids())
     await asyncio.sleep(max(0.0, window.end - time.monotonic()))
     cpu_end = server.cpu_times()
+    waited_s = run_delay_s(server.pid) - waited_start
+    generators_waited_s = (
+        sum(run_delay_s(pid) for pid in workers.pids()) - generators_waited_start
+    )
     wall_s = window.end - window.start
     load_end = os.getloadavg()
     found = await workers.results()
@@ -584,6 +637,8 @@ async def _load(
         "phones": args.phones,
         "connected": sum(part["connected"] for part in connected),
         "generator_processes": args.workers,
+        "generators_sched_batch": args.generators_batch,
+        "phone_ping_interval_s": args.phone_pings or None,
         "interval_s": args.interval,
         "offers_per_s": args.offers_per_s,
         "measured_s": round(wall_s, 1),
@@ -593,6 +648,11 @@ async def _load(
         "server_cpu_percent_of_one_core": round(100 * cpu_s / wall_s, 1),
         "generators_cpu_percent_of_one_core": round(
             100 * sum(part["cpu_s"] for part in found) / wall_s, 1
+        ),
+        # time runnable but not running: waiting for one of the shared cores
+        "server_waited_for_core_percent_of_window": round(100 * waited_s / wall_s, 1),
+        "generators_waited_for_core_percent_of_window": round(
+            100 * generators_waited_s / wall_s, 1
         ),
         "load_average_1min": {"start": load_start[0], "end": load_end[0]},
         "server_rss_mib_before": round(rss_before / 2**20, 1),
@@ -734,6 +794,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds")
     parser.add_argument("--offers-per-s", type=float, default=20.0)
+    parser.add_argument(
+        "--phone-pings",
+        type=float,
+        default=20.0,
+        help="seconds between a phone's keepalive pings; 0 for none",
+    )
+    parser.add_argument(
+        "--generators-batch",
+        action="store_true",
+        help="run the generators under SCHED_BATCH (they do not preempt the service)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument(

@@ -36,6 +36,8 @@ HISTORY_TYPES = frozenset(
 _START_TYPES = frozenset({"welcome", "snapshot"})
 
 _TIMEOUT_S = 10.0
+# the websockets library's default keepalive
+_PING_INTERVAL_S = 20.0
 # put in the inbox when the connection closes, so waiting readers wake up
 _CLOSED: dict[str, Any] = {"type": "closed"}
 
@@ -82,8 +84,13 @@ class Session:
         query_token: bool = False,
         origin: str | None = None,
         timeout_s: float = _TIMEOUT_S,
+        ping_interval_s: float | None = _PING_INTERVAL_S,
     ) -> Session:
         """Connect to ``url`` with ``token`` (header, or query when asked).
+
+        ``ping_interval_s`` is the interval of the client's keepalive pings;
+        None sends none (the server's heartbeat still checks the link, and
+        a phone that reports every few seconds learns from its acks).
 
         Raises:
             websockets.exceptions.InvalidStatus: The server refused the
@@ -101,6 +108,7 @@ class Session:
             origin=origin,  # type: ignore[arg-type]  # Origin is a str NewType
             compression=None,
             open_timeout=timeout_s,
+            ping_interval=ping_interval_s,
             max_size=None,
             proxy=None,
         )
