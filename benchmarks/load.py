@@ -16,7 +16,9 @@ or against a running service that serves the seeded city (caregivers
 Each phone says hello, reports its location every ``--location-every``
 seconds and accepts the offers it receives. Orders (emergency, urgent,
 same-day routine and booked ahead, see :class:`benchmarks.loadgen.Mix`)
-are booked at ``--rate`` a second, open loop. Latencies are measured from
+are booked at ``--rate`` a second, open loop, over HTTP by an operator or
+(``--orders-over intake``) over the intake streams of ``--intake-senders``
+partners, one connection each, round robin. Latencies are measured from
 each message's intended send time and kept in HdrHistograms: order ack,
 booked-to-offer-received on the phone (routine and urgent apart from
 emergencies; orders booked ahead are offered only near their window and
@@ -55,7 +57,15 @@ import aiohttp
 import uvloop
 
 from benchmarks.ceilings import durable_inserts_per_s, echo_messages_per_s
-from benchmarks.loadgen import Mix, OrderFeed, PhoneFleet, Recorder, Sampler, Tracker
+from benchmarks.loadgen import (
+    IntakeFeed,
+    Mix,
+    OrderFeed,
+    PhoneFleet,
+    Recorder,
+    Sampler,
+    Tracker,
+)
 from db.directory import (
     load_caregivers,
     load_elders,
@@ -72,6 +82,7 @@ from dispatch.city import City, CitySpec, build_city
 from dispatch.directory import Shift
 from dispatch.domain import Actor, ActorRole
 from dispatch.tokens import TokenSigner
+from ws.client import Session
 
 __all__ = ["main"]
 
@@ -91,6 +102,18 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--duration", type=float, default=30.0, help="seconds")
     parser.add_argument("--location-every", type=float, default=10.0)
     parser.add_argument("--connect-rate", type=float, default=400.0)
+    parser.add_argument(
+        "--orders-over",
+        choices=("http", "intake"),
+        default="http",
+        help="book over POST /v1/orders, or over partners' /v1/intake streams",
+    )
+    parser.add_argument(
+        "--intake-senders",
+        type=int,
+        default=64,
+        help="partners streaming orders, one connection each (--orders-over intake)",
+    )
     parser.add_argument("--find-capacity", action="store_true")
     parser.add_argument("--start-rate", type=float, default=50.0)
     parser.add_argument("--step", type=float, default=50.0)
@@ -187,7 +210,7 @@ async def _step(
     rate: float,
     duration_s: float,
     fleet: PhoneFleet,
-    http: aiohttp.ClientSession,
+    senders: aiohttp.ClientSession | Sequence[Session],
     token: str,
     elders: Sequence[str],
     sampler: Sampler | None,
@@ -196,7 +219,11 @@ async def _step(
     tracker = Tracker(recorder)
     fleet.recorder, fleet.tracker = recorder, tracker
     first = len(sampler.samples) if sampler else 0
-    feed = OrderFeed(http, token, elders, tracker, Mix())
+    feed = (
+        OrderFeed(senders, token, elders, tracker, Mix())
+        if isinstance(senders, aiohttp.ClientSession)
+        else IntakeFeed(senders, elders, tracker, Mix())
+    )
     await feed.run(rate, duration_s)
     await asyncio.sleep(_DRAIN_S)
     recorder.ended = time.perf_counter()
@@ -275,12 +302,16 @@ async def _run(
     steps: list[dict[str, Any]] = []
     connector = aiohttp.TCPConnector(limit=512)
     timeout = aiohttp.ClientTimeout(total=30)
+    intake: list[Session] = []
+    if args.orders_over == "intake":
+        intake = await _open_intake(url, signer, args.intake_senders, now, ttl)
     async with aiohttp.ClientSession(url, connector=connector, timeout=timeout) as http:
+        senders: aiohttp.ClientSession | list[Session] = intake or http
         if args.find_capacity:
             rate = args.start_rate
             while rate <= args.max_rate:
                 step = await _step(
-                    rate, args.step_duration, fleet, http, operator, elders, sampler
+                    rate, args.step_duration, fleet, senders, operator, elders, sampler
                 )
                 steps.append(step)
                 _say_step(step)
@@ -289,10 +320,11 @@ async def _run(
                 rate += args.step
         else:
             step = await _step(
-                args.rate, args.duration, fleet, http, operator, elders, sampler
+                args.rate, args.duration, fleet, senders, operator, elders, sampler
             )
             steps.append(step)
             _say_step(step)
+    await asyncio.gather(*(s.close() for s in intake))
     await fleet.close()
     if sampling is not None:
         sampling.cancel()
@@ -307,6 +339,24 @@ async def _run(
         else None
     )
     return report
+
+
+async def _open_intake(
+    url: str, signer: TokenSigner, count: int, now: datetime, ttl: timedelta
+) -> list[Session]:
+    """One intake connection for each of ``count`` partners."""
+    if count < 1:
+        raise SystemExit("load: --intake-senders must be at least 1")
+    tokens = [
+        signer.issue(Actor(ActorRole.PARTNER, f"pt-load-{k + 1:03d}"), now, ttl)
+        for k in range(count)
+    ]
+    intake_url = "ws" + url.removeprefix("http") + "/v1/intake"
+    sessions = await asyncio.gather(
+        *(Session.open(intake_url, t, timeout_s=30.0) for t in tokens)
+    )
+    print(f"load: {len(sessions)} intake senders connected", flush=True)
+    return list(sessions)
 
 
 def _say_step(step: dict[str, Any]) -> None:

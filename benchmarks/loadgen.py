@@ -25,7 +25,14 @@ import aiohttp
 
 from ws.client import ProtocolError, Session
 
-__all__ = ["HISTOGRAMS", "OrderFeed", "PhoneFleet", "Recorder", "Sampler"]
+__all__ = [
+    "HISTOGRAMS",
+    "IntakeFeed",
+    "OrderFeed",
+    "PhoneFleet",
+    "Recorder",
+    "Sampler",
+]
 
 #: What is measured, each in its own histogram.
 HISTOGRAMS = (
@@ -264,29 +271,24 @@ class Mix:
     ahead: float = 0.40
 
 
-class OrderFeed:
-    """Books orders over HTTP at a fixed rate, open loop.
+class _Feed:
+    """Books orders at a fixed rate, open loop; subclasses say how one is sent.
 
     Args:
-        http: A session on the service's base URL.
-        token: An operator's token.
         elders: Elder ids to book for.
         tracker: Where acknowledged orders are matched with offers.
         mix: Shares of the kinds of order.
+        now: The wall clock the windows are set from.
     """
 
     def __init__(
         self,
-        http: aiohttp.ClientSession,
-        token: str,
         elders: Sequence[str],
         tracker: Tracker,
         mix: Mix = Mix(),
         *,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._http = http
-        self._headers = {"Authorization": f"Bearer {token}"}
         self._elders = elders
         self._tracker = tracker
         self._mix = mix
@@ -348,26 +350,106 @@ class OrderFeed:
     async def _book(self, intended: float) -> None:
         recorder = self._tracker.recorder
         kind = self._kind()
-        headers = {
-            **self._headers,
-            "Idempotency-Key": f"load-{self._run}-{next(self._keys)}",
-        }
-        try:
-            async with self._http.post(
-                "/v1/orders", json=self._body(kind), headers=headers
-            ) as reply:
-                body = await reply.json()
-                acked = time.perf_counter()
-                if reply.status != 201:
-                    recorder.errors[f"order_http_{reply.status}"] += 1
-                    return
-        except (aiohttp.ClientError, TimeoutError) as lost:
-            recorder.errors[f"order_{type(lost).__name__}"] += 1
+        key = f"load-{self._run}-{next(self._keys)}"
+        order_id = await self._send(self._body(kind), key, recorder)
+        if order_id is None:
             return
-        recorder.record("order_ack", acked - intended)
+        recorder.record("order_ack", time.perf_counter() - intended)
         recorder.counts["orders_acked"] += 1
         recorder.counts[f"orders_{kind}"] += 1
-        self._tracker.booked(body["order_id"], intended, kind)
+        self._tracker.booked(order_id, intended, kind)
+
+    async def _send(
+        self, body: dict[str, Any], key: str, recorder: Recorder
+    ) -> str | None:
+        """Book one order; its id, or None when it failed (counted)."""
+        raise NotImplementedError
+
+
+class OrderFeed(_Feed):
+    """Books orders over HTTP (``POST /v1/orders``) at a fixed rate, open loop.
+
+    Args:
+        http: A session on the service's base URL.
+        token: An operator's token.
+        elders: Elder ids to book for.
+        tracker: Where acknowledged orders are matched with offers.
+        mix: Shares of the kinds of order.
+    """
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        token: str,
+        elders: Sequence[str],
+        tracker: Tracker,
+        mix: Mix = Mix(),
+    ) -> None:
+        super().__init__(elders, tracker, mix)
+        self._http = http
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    async def _send(
+        self, body: dict[str, Any], key: str, recorder: Recorder
+    ) -> str | None:
+        """Book one order over ``POST /v1/orders``; its id, or None on failure."""
+        headers = {**self._headers, "Idempotency-Key": key}
+        try:
+            async with self._http.post(
+                "/v1/orders", json=body, headers=headers
+            ) as reply:
+                answer = await reply.json()
+                if reply.status != 201:
+                    recorder.errors[f"order_http_{reply.status}"] += 1
+                    return None
+        except (aiohttp.ClientError, TimeoutError) as lost:
+            recorder.errors[f"order_{type(lost).__name__}"] += 1
+            return None
+        return str(answer["order_id"])
+
+
+class IntakeFeed(_Feed):
+    """Books orders over intake streams (``/v1/intake``) at a fixed rate.
+
+    Partner systems keep a connection open and stream orders over it; the
+    token is checked once at the handshake, not per order. The service
+    answers the messages of one connection in turn, and limits each
+    connection's rate (:class:`ws.registry.Limits`), so orders are spread
+    round-robin over several senders' connections.
+
+    Args:
+        sessions: Open intake connections, one per sender.
+        elders: Elder ids to book for.
+        tracker: Where acknowledged orders are matched with offers.
+        mix: Shares of the kinds of order.
+    """
+
+    def __init__(
+        self,
+        sessions: Sequence[Session],
+        elders: Sequence[str],
+        tracker: Tracker,
+        mix: Mix = Mix(),
+    ) -> None:
+        if not sessions:
+            raise ValueError("an intake feed needs at least one connection")
+        super().__init__(elders, tracker, mix)
+        self._sessions = itertools.cycle(sessions)
+
+    async def _send(
+        self, body: dict[str, Any], key: str, recorder: Recorder
+    ) -> str | None:
+        """Book one order as an intake ``order`` message; its id, or None."""
+        session = next(self._sessions)
+        try:
+            ack = await session.request("order", key=key, timeout_s=_TIMEOUT_S, **body)
+        except ProtocolError as refused:
+            recorder.errors[f"order_{refused.code}"] += 1
+            return None
+        except (OSError, TimeoutError) as lost:
+            recorder.errors[f"order_{type(lost).__name__}"] += 1
+            return None
+        return str(ack["order_id"])
 
 
 class Sampler:

@@ -16,8 +16,11 @@ pytest.importorskip("hdrh")
 
 
 @pytest.mark.timeout(300)
-def test_tiny_load_run_writes_a_report_of_the_expected_shape(tmp_path: Path) -> None:
-    """A few seconds at a low rate give every section of the report."""
+@pytest.mark.parametrize("orders_over", ["http", "intake"])
+def test_tiny_load_run_writes_a_report_of_the_expected_shape(
+    tmp_path: Path, orders_over: str
+) -> None:
+    """A few seconds at a low rate, over HTTP or intake, give every section."""
     report_path = tmp_path / "load.json"
     plot_path = tmp_path / "load.png"
     subprocess.run(
@@ -42,6 +45,10 @@ def test_tiny_load_run_writes_a_report_of_the_expected_shape(tmp_path: Path) -> 
             str(report_path),
             "--plot",
             str(plot_path),
+            "--orders-over",
+            orders_over,
+            "--intake-senders",
+            "3",
         ],
         check=True,
         timeout=280,
@@ -52,6 +59,7 @@ def test_tiny_load_run_writes_a_report_of_the_expected_shape(tmp_path: Path) -> 
     assert {"machine", "config", "connections", "steps", "capacity"} <= set(report)
     assert {"ceilings", "ratios"} <= set(report)
     assert report["connections"]["connected"] == 20
+    assert report["config"]["orders_over"] == orders_over
     (step,) = report["steps"]
     assert set(step["latency_ms"]) == {
         "order_ack",
