@@ -15,6 +15,7 @@ key, illegal transition, stale version) refused alone.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -227,18 +228,11 @@ class OrderStore:
             outcomes.append(Booking(order, True))
 
         if made:
-            await _insert_orders(conn, [order for _, order, _ in made])
-            await _insert_events(
-                conn, [(event, order, order) for _, order, event in made]
-            )
-            await conn.executemany(
-                "insert into idempotency_key (scope, key, request_hash, order_id)"
-                " values ($1, $2, $3, $4)",
-                [
-                    (w.scope, w.key, w.fingerprint, uuid.UUID(order.order_id))
-                    for w, order, _ in made
-                ],
-            )
+            writes = _Writes()
+            _insert_orders(writes, [order for _, order, _ in made])
+            _insert_events(writes, [(event, order, order) for _, order, event in made])
+            _insert_keys(writes, [(w, order) for w, order, _ in made])
+            await _write(conn, writes)
         replayed = await _fetch_orders(
             conn, [o for o in outcomes if isinstance(o, uuid.UUID)]
         )
@@ -348,9 +342,11 @@ class OrderStore:
             outcomes.append((changed, event))
 
         if made:
-            await _update_orders(conn, [after for _, _, after in made])
-            await _insert_events(conn, made)
-            await _record_offers(conn, made)
+            writes = _Writes()
+            _update_orders(writes, [after for _, _, after in made])
+            _insert_events(writes, made)
+            _record_offers(writes, made)
+            await _write(conn, writes)
         return outcomes
 
     def transaction(self) -> AbstractAsyncContextManager[Connection]:
@@ -527,18 +523,112 @@ def _event_from_row(row: asyncpg.Record) -> OrderEvent:
     )
 
 
-async def _insert_orders(conn: Connection, orders: Sequence[Order]) -> None:
-    await conn.executemany(
-        """
-        insert into "order" (
-            order_id, elder_id, service_code, provider_kind, region_id, priority,
-            status, version, earliest, latest, duration_min, lat, lon, channel,
-            notes, skills, created_by_role, created_by_id, created_at, updated_at
-        ) values (
-            $1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-            $11, $12, $13, $14, $15, $16, $17, $18, $19, $20
+class _Writes:
+    """Several writes of a group sent as one statement, then one wake-up.
+
+    Each write takes its rows as one array per column (``unnest``), so a
+    group of any size costs one round trip instead of one per table, and
+    PostgreSQL plans each write once for all its rows. The statement ends
+    with the outbox's ``pg_notify``, which is delivered at commit.
+
+    Column types are PostgreSQL's; ``list`` marks a ``text[]`` column, whose
+    values are sent as JSON text since arrays of unequal arrays cannot be.
+    """
+
+    def __init__(self) -> None:
+        self._writes: list[str] = []
+        self._args: list[Any] = []
+
+    def _rows(
+        self, columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]
+    ) -> str:
+        arrays = []
+        for k, (_, kind) in enumerate(columns):
+            wire = "text" if kind == "list" else kind
+            self._args.append(
+                [json.dumps(row[k]) if kind == "list" else row[k] for row in rows]
+            )
+            arrays.append(f"${len(self._args)}::{wire}[]")
+        names = ", ".join(name for name, _ in columns)
+        return f"unnest({', '.join(arrays)}) with ordinality as r({names}, n)"
+
+    def insert(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+    ) -> None:
+        """Insert ``rows`` (one value per column) into ``table``, in order."""
+        if not rows:
+            return
+        names = ", ".join(name for name, _ in columns)
+        values = ", ".join(_value(name, kind) for name, kind in columns)
+        source = self._rows(columns, rows)
+        self._writes.append(
+            f"insert into {table} ({names}) select {values} from {source} order by n"  # noqa: S608  # names are constants; values are parameters
         )
-        """,
+
+    def update(
+        self,
+        table: str,
+        key: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[Sequence[Any]],
+        *,
+        where: str = "",
+    ) -> None:
+        """Set the columns after the first of the rows whose ``key`` matches."""
+        if not rows:
+            return
+        sets = ", ".join(f"{name} = {_value(name, kind)}" for name, kind in columns[1:])
+        source = self._rows(columns, rows)
+        self._writes.append(
+            f"update {table} as t set {sets} from {source}"  # noqa: S608  # as above
+            f" where t.{key} = r.{columns[0][0]}{where}"
+        )
+
+    async def run(self, conn: Connection) -> None:
+        """Send every write and the outbox's wake-up as one statement."""
+        writes = ", ".join(f"w{k} as ({w})" for k, w in enumerate(self._writes))
+        self._args.append(OUTBOX_CHANNEL)
+        wake = f"select pg_notify(${len(self._args)}, '')"
+        await conn.execute(f"with {writes} {wake}" if writes else wake, *self._args)
+
+
+def _value(name: str, kind: str) -> str:
+    if kind == "list":
+        return f"array(select jsonb_array_elements_text(r.{name}::jsonb))"
+    return f"r.{name}"
+
+
+_ORDER_COLUMNS = (
+    ("order_id", "uuid"),
+    ("elder_id", "text"),
+    ("service_code", "text"),
+    ("provider_kind", "text"),
+    ("region_id", "text"),
+    ("priority", "text"),
+    ("status", "text"),
+    ("version", "int"),
+    ("earliest", "timestamptz"),
+    ("latest", "timestamptz"),
+    ("duration_min", "int"),
+    ("lat", "float8"),
+    ("lon", "float8"),
+    ("channel", "text"),
+    ("notes", "text"),
+    ("skills", "list"),
+    ("created_by_role", "text"),
+    ("created_by_id", "text"),
+    ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"),
+)
+
+
+def _insert_orders(writes: _Writes, orders: Sequence[Order]) -> None:
+    writes.insert(
+        '"order"',
+        _ORDER_COLUMNS,
         [
             (
                 uuid.UUID(order.order_id),
@@ -567,15 +657,24 @@ async def _insert_orders(conn: Connection, orders: Sequence[Order]) -> None:
     )
 
 
-async def _update_orders(conn: Connection, orders: Sequence[Order]) -> None:
-    await conn.executemany(
-        """
-        update "order" set
-            status = $2, version = $3, updated_at = $4, provider_id = $5,
-            offer_provider_id = $6, offer_expires_at = $7,
-            excluded_provider_ids = $8, record = $9
-        where order_id = $1
-        """,
+_CHANGED_COLUMNS = (
+    ("order_id", "uuid"),
+    ("status", "text"),
+    ("version", "int"),
+    ("updated_at", "timestamptz"),
+    ("provider_id", "text"),
+    ("offer_provider_id", "text"),
+    ("offer_expires_at", "timestamptz"),
+    ("excluded_provider_ids", "list"),
+    ("record", "jsonb"),
+)
+
+
+def _update_orders(writes: _Writes, orders: Sequence[Order]) -> None:
+    writes.update(
+        '"order"',
+        "order_id",
+        _CHANGED_COLUMNS,
         [
             (
                 uuid.UUID(order.order_id),
@@ -593,12 +692,20 @@ async def _update_orders(conn: Connection, orders: Sequence[Order]) -> None:
     )
 
 
-_INSERT_EVENT = """
-    insert into order_event (
-        order_id, seq, trigger, from_status, to_status, actor_role, actor_id,
-        at, reason, payload, region_id, provider_ids
-    ) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-"""
+_EVENT_COLUMNS = (
+    ("order_id", "uuid"),
+    ("seq", "int"),
+    ("trigger", "text"),
+    ("from_status", "text"),
+    ("to_status", "text"),
+    ("actor_role", "text"),
+    ("actor_id", "text"),
+    ("at", "timestamptz"),
+    ("reason", "text"),
+    ("payload", "jsonb"),
+    ("region_id", "text"),
+    ("provider_ids", "list"),
+)
 
 
 def _event_args(event: OrderEvent, before: Order, after: Order) -> tuple[Any, ...]:
@@ -625,21 +732,36 @@ def _event_args(event: OrderEvent, before: Order, after: Order) -> tuple[Any, ..
     )
 
 
-async def _insert_events(
-    conn: Connection, events: Sequence[tuple[OrderEvent, Order, Order]]
+def _insert_events(
+    writes: _Writes, events: Sequence[tuple[OrderEvent, Order, Order]]
 ) -> None:
-    """Append events (each with its order before and after); one wake-up."""
-    await conn.executemany(_INSERT_EVENT, [_event_args(*e) for e in events])
-    await conn.execute("select pg_notify($1, '')", OUTBOX_CHANNEL)
+    """Append events, each with its order before and after."""
+    writes.insert("order_event", _EVENT_COLUMNS, [_event_args(*e) for e in events])
 
 
-async def _record_offers(
-    conn: Connection, changes: Sequence[tuple[OrderEvent, Order, Order]]
+def _insert_keys(writes: _Writes, made: Sequence[tuple[_NewBooking, Order]]) -> None:
+    writes.insert(
+        "idempotency_key",
+        (
+            ("scope", "text"),
+            ("key", "text"),
+            ("request_hash", "text"),
+            ("order_id", "uuid"),
+        ),
+        [
+            (w.scope, w.key, w.fingerprint, uuid.UUID(order.order_id))
+            for w, order in made
+        ],
+    )
+
+
+def _record_offers(
+    writes: _Writes, changes: Sequence[tuple[OrderEvent, Order, Order]]
 ) -> None:
     """Keep the ``offer`` table in step: one row per offer, closed once.
 
     Args:
-        conn: A connection in the transaction that writes the changes.
+        writes: The statement of the transaction that writes the changes.
         changes: Each event with its order before and after.
     """
     opened = []
@@ -658,18 +780,31 @@ async def _record_offers(
             )
         elif before.offer_provider_id is not None and after.offer_provider_id is None:
             closed.append((key, str(event.trigger), event.at))
-    if closed:
-        await conn.executemany(
-            "update offer set outcome = $2, closed_at = $3"
-            " where order_id = $1 and outcome is null",
-            closed,
-        )
-    if opened:
-        await conn.executemany(
-            "insert into offer (order_id, provider_kind, provider_id, offered_at,"
-            " expires_at) values ($1, $2, $3, $4, $5)",
-            opened,
-        )
+    # a change either opens an offer or closes one, so the two writes of
+    # one statement never touch the same order's offers
+    writes.update(
+        "offer",
+        "order_id",
+        (("order_id", "uuid"), ("outcome", "text"), ("closed_at", "timestamptz")),
+        closed,
+        where=" and t.outcome is null",
+    )
+    writes.insert(
+        "offer",
+        (
+            ("order_id", "uuid"),
+            ("provider_kind", "text"),
+            ("provider_id", "text"),
+            ("offered_at", "timestamptz"),
+            ("expires_at", "timestamptz"),
+        ),
+        opened,
+    )
+
+
+async def _write(conn: Connection, writes: _Writes) -> None:
+    """Send a group's writes (kept apart so tests can lose the connection)."""
+    await writes.run(conn)
 
 
 async def _check_fence(

@@ -213,12 +213,12 @@ async def test_failed_commit_acks_nobody_and_a_retry_books_once(
     Nothing of it is written, so the callers' retries with the same keys
     book each order exactly once.
     """
-    real = db.orders._insert_events
+    real = db.orders._write
 
     async def lost(*args: object) -> None:
         raise ConnectionResetError("connection lost before commit")
 
-    monkeypatch.setattr(db.orders, "_insert_events", lost)
+    monkeypatch.setattr(db.orders, "_write", lost)
     results = await asyncio.gather(
         *(store.create(_request(), OPERATOR, f"k{k}") for k in range(5)),
         return_exceptions=True,
@@ -227,7 +227,7 @@ async def test_failed_commit_acks_nobody_and_a_retry_books_once(
     assert await _orders(clean) == 0
     assert await clean.fetchval("select count(*) from idempotency_key") == 0
 
-    monkeypatch.setattr(db.orders, "_insert_events", real)
+    monkeypatch.setattr(db.orders, "_write", real)
     retried = await asyncio.gather(
         *(store.create(_request(), OPERATOR, f"k{k}") for k in range(5))
     )
@@ -436,3 +436,58 @@ async def test_group_after_a_lost_connection_commits_on_a_new_one(
     later = results[4:]
     assert all(isinstance(r, tuple) for r in later)
     assert lost[0] not in {r[1] for r in later if isinstance(r, tuple)}
+
+
+async def test_groups_keep_each_orders_lists_and_offers_apart(
+    store: OrderStore, clean: asyncpg.Pool
+) -> None:
+    """Offers and declines of several orders at once keep each one's own lists."""
+    first, second, third = await _booked(store, 3)
+    cg1, cg2 = Actor(ActorRole.CAREGIVER, "cg-1"), Actor(ActorRole.CAREGIVER, "cg-2")
+
+    for o in (first, second, third):
+        await store.transition(o, Trigger.OFFER, SYSTEM, payload=_offer("cg-1"))
+    await asyncio.gather(
+        *(store.transition(o, Trigger.DECLINE, cg1) for o in (first, second, third))
+    )
+    await asyncio.gather(
+        *(
+            store.transition(o, Trigger.OFFER, SYSTEM, payload=_offer("cg-2"))
+            for o in (first, second)
+        )
+    )
+    await store.transition(first, Trigger.DECLINE, cg2)
+
+    stored = [await store.get(o) for o in (first, second, third)]
+    assert [o.excluded_provider_ids for o in stored] == [
+        {"cg-1", "cg-2"},
+        {"cg-1"},
+        {"cg-1"},
+    ]
+    assert [o.offer_provider_id for o in stored] == [None, "cg-2", None]
+    offers = await clean.fetch(
+        "select order_id::text as order_id, provider_id, outcome from offer"
+        " order by order_id, offer_id"
+    )
+    assert sorted((r["order_id"], r["provider_id"], r["outcome"]) for r in offers) == (
+        sorted(
+            [
+                (first, "cg-1", "decline"),
+                (first, "cg-2", "decline"),
+                (second, "cg-1", "decline"),
+                (second, "cg-2", None),
+                (third, "cg-1", "decline"),
+            ]
+        )
+    )
+    providers = await clean.fetch(
+        "select provider_ids from order_event where order_id = $1 order by seq",
+        uuid.UUID(first),
+    )
+    assert [list(r["provider_ids"]) for r in providers] == [
+        [],
+        ["cg-1"],
+        ["cg-1"],
+        ["cg-2"],
+        ["cg-2"],
+    ]
