@@ -244,7 +244,27 @@ async def _step(
             if window
             else {}
         )
+        summary["cpu_ms_per_order"] = _cpu_per_order(window, acked)
     return summary
+
+
+def _cpu_per_order(window: Sequence[dict[str, Any]], acked: int) -> dict[str, float]:
+    """CPU milliseconds each process spent over the step, per order acked.
+
+    CPU time is what the work took whoever else ran on the cores, so it
+    compares runs on a shared machine better than latencies do. It counts
+    everything the process did in the step (phones, solver, a backlog of
+    offers still being made), not only the bookings.
+    """
+    if not window or not acked:
+        return {}
+    names = [k.removesuffix("_cpu_pct") for k in window[0] if k.endswith("_cpu_pct")]
+    return {
+        name: round(
+            sum(s[f"{name}_cpu_pct"] * s["span_s"] for s in window) * 10 / acked, 3
+        )
+        for name in names
+    }
 
 
 def _passes(step: dict[str, Any]) -> bool:

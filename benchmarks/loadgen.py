@@ -517,6 +517,7 @@ class Sampler:
                 1,
             )
             sample["service_rss_mb"] = round(self.rss_mb("service"), 1)
+            sample["span_s"] = span
             sample["load_avg_1m"] = self._psutil.getloadavg()[0]
             self.samples.append(sample)
             before, mine, at = now_cpu, now_mine, now

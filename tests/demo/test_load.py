@@ -73,6 +73,8 @@ def test_tiny_load_run_writes_a_report_of_the_expected_shape(
     assert {"service_cpu_pct", "postgres_cpu_pct", "service_rss_mb"} <= set(
         step["server"]
     )
+    assert step["cpu_ms_per_order"]["service"] > 0
+    assert {"postgres", "solver", "generator"} <= set(step["cpu_ms_per_order"])
     assert report["ceilings"]["asyncpg_durable_inserts_per_s"] > 0
     assert report["ceilings"]["websockets_echo_messages_per_s"] > 0
     assert plot_path.stat().st_size > 0
