@@ -425,10 +425,18 @@ class Dispatcher:
         ):
             self._state.dirty.add(order.region_id)
             return
-        routes = await self._routes(order.region_id, now)
+        routes = self._free(await self._routes(order.region_id, now))
         visit = self._visit(order)
-        index = InsertionIndex(self._state.travel.matrix, routes)
-        result = index.rank(visit)
+        result = InsertionIndex(self._state.travel.matrix, routes).rank(visit)
+        overrides_plan = not result.insertions and bool(self._state.tentative)
+        if overrides_plan:
+            # Where every place would break a planned-ahead visit, take one
+            # anyway: the order is due sooner, and commit_due re-places the
+            # planned visits it pushes out.
+            routes = self._free(
+                await self._routes(order.region_id, now, tentative=False)
+            )
+            result = InsertionIndex(self._state.travel.matrix, routes).rank(visit)
         if self.policy.nearest_first:
             result = self._nearest_first(result, visit, routes)
         if not result.insertions:
@@ -452,6 +460,14 @@ class Dispatcher:
             order, best.caregiver_id, body, self.policy.offer_timeout
         )
         if offered is not None:
+            _take_out(self._state.routes, order.order_id)
+            if overrides_plan:
+                route[:] = [
+                    o
+                    for o in route
+                    if o in self._state.orders
+                    and self._state.orders[o].status is not OrderStatus.BOOKED
+                ]
             planned = [o for o in route if self._state.orders.get(o) is not None]
             position = _position_among(best.position, planned, self._state.orders)
             route.insert(position, order.order_id)
@@ -501,6 +517,7 @@ class Dispatcher:
             order, caregiver_id, body, self.policy.emergency_offer_timeout
         )
         if offered is not None:
+            _take_out(self._state.routes, order.order_id)
             self._state.routes.setdefault(caregiver_id, []).insert(0, order.order_id)
             elapsed = (now - order.created_at).total_seconds()
             logger.info(
@@ -551,6 +568,16 @@ class Dispatcher:
         found.sort(key=lambda item: item[2])
         return found
 
+    def _free(self, routes: list[CurrentRoute]) -> list[CurrentRoute]:
+        """The routes of caregivers not answering an emergency.
+
+        An emergency goes first; a routine visit slipped in ahead of it
+        would delay it, so such caregivers get new visits once it is done.
+        """
+        return [
+            r for r in routes if not self._busy_with_emergency(r.caregiver.caregiver_id)
+        ]
+
     def _busy_with_emergency(self, caregiver_id: str) -> bool:
         for order_id in self._state.routes.get(caregiver_id, []):
             order = self._state.orders.get(order_id)
@@ -565,6 +592,7 @@ class Dispatcher:
             o
             for o in self._state.routes.get(caregiver_id, [])
             if o in self._state.orders
+            and self._state.orders[o].status is not OrderStatus.BOOKED
         ]
         shift = self._state.shifts.get(caregiver_id)
         if shift is None:
@@ -760,8 +788,25 @@ class Dispatcher:
         cache.update(found)
         return {c: cache[c] for c in caregiver_ids}
 
-    async def _routes(self, region_id: str, now: datetime) -> list[CurrentRoute]:
-        """Current routes of the region's caregivers still on shift."""
+    async def _routes(
+        self,
+        region_id: str,
+        now: datetime,
+        *,
+        tentative: bool = True,
+        leave_out: str | None = None,
+    ) -> list[CurrentRoute]:
+        """Current routes of the region's caregivers still on shift.
+
+        Args:
+            region_id: The region.
+            now: The time the routes start from.
+            tentative: Keep the visits the last plan gave a caregiver beyond
+                the commit horizon, so a new order is placed around them;
+                false leaves only the visits offered or held.
+            leave_out: An order to take out of every route (the one being
+                placed).
+        """
         state = self._state
         eligible = [
             s
@@ -778,6 +823,8 @@ class Dispatcher:
                 state.orders[o]
                 for o in state.routes.get(shift.caregiver_id, [])
                 if o in state.orders
+                and o != leave_out
+                and (tentative or state.orders[o].status is not OrderStatus.BOOKED)
             ]
             visits = {p.order_id: self._visit(p) for p in planned}
             routes.append(
@@ -856,9 +903,10 @@ class Dispatcher:
         ]
         for order, caregiver_id in due:
             state.tentative.pop(order.order_id, None)
+            _take_out(state.routes, order.order_id)
             routes = [
                 r
-                for r in await self._routes(order.region_id, now)
+                for r in self._free(await self._routes(order.region_id, now))
                 if r.caregiver.caregiver_id == caregiver_id
             ]
             result = InsertionIndex(state.travel.matrix, routes).rank(
@@ -877,6 +925,7 @@ class Dispatcher:
             )
             body["re_optimised"] = True
             if await self._offer(order, caregiver_id, body, self.policy.offer_timeout):
+                _take_out(state.routes, order.order_id)
                 route = state.routes.setdefault(caregiver_id, [])
                 planned = [o for o in route if o in state.orders]
                 route.insert(
@@ -976,13 +1025,27 @@ class Dispatcher:
                 await self._offer(
                     order, route.caregiver_id, explanation, self.policy.offer_timeout
                 )
-            kept = [
-                o for o in sequence if o in state.orders and o not in state.tentative
-            ]
+            # Visits planned beyond the commit horizon stay in the route, so
+            # the fast path places new orders around them.
+            kept = [o for o in sequence if o in state.orders]
             holder_route = state.routes.setdefault(route.caregiver_id, [])
-            extra = [o for o in holder_route if o not in kept]
+            extra = [
+                o
+                for o in holder_route
+                if o not in kept
+                and o in state.orders
+                and state.orders[o].status is not OrderStatus.BOOKED
+            ]
             state.routes[route.caregiver_id] = kept + extra
             await self.send_route(route.caregiver_id)
+        for caregiver_id, held in state.routes.items():
+            held[:] = [
+                o
+                for o in held
+                if o not in state.orders
+                or state.orders[o].status is not OrderStatus.BOOKED
+                or state.tentative.get(o) == caregiver_id
+            ]
 
 
 def _at(origin: datetime, seconds: int) -> str:
@@ -997,6 +1060,12 @@ def _position_among(position: int, planned: list[str], orders: dict[str, Order])
     """
     at_door = sum(1 for o in planned if orders[o].status in AT_THE_DOOR)
     return min(len(planned), position + at_door)
+
+
+def _take_out(routes: dict[str, list[str]], order_id: str) -> None:
+    for route in routes.values():
+        if order_id in route:
+            route.remove(order_id)
 
 
 def _by_window(route: list[str], order: Order, orders: dict[str, Order]) -> int:

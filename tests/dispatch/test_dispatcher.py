@@ -233,6 +233,19 @@ async def test_preempted_routine_visit_is_dispatched_again(harness: Harness) -> 
     ]
 
 
+async def test_caregiver_answering_an_emergency_gets_no_new_routine_visit(
+    harness: Harness,
+) -> None:
+    """A routine order at the same door goes past the emergency's responder."""
+    emergency = await harness.book("el-1", priority=Priority.EMERGENCY)
+    responder = await harness.holder(emergency)
+    assert responder == "cg-1"
+    routine = await harness.book("el-1", width_min=240)
+    holder = await harness.holder(routine)
+    assert holder is not None
+    assert holder != responder
+
+
 async def test_vendor_order_is_offered_to_a_covering_vendor(harness: Harness) -> None:
     """A pharmacy delivery goes to the pharmacy covering the elder's region."""
     order_id = await harness.book(service="pharmacy_delivery")
