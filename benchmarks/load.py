@@ -56,7 +56,11 @@ from typing import Any
 import aiohttp
 import uvloop
 
-from benchmarks.ceilings import durable_inserts_per_s, echo_messages_per_s
+from benchmarks.ceilings import (
+    durable_inserts_per_s,
+    echo_messages_per_s,
+    store_offers_per_s,
+)
 from benchmarks.loadgen import (
     IntakeFeed,
     Mix,
@@ -88,6 +92,8 @@ __all__ = ["main"]
 
 _ACK_BUDGET_MS = 100.0
 _DRAIN_S = 5.0
+# offers in flight in the grouped ceiling (what one batch of new orders could make)
+_OFFERS_AT_ONCE = 50
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -394,9 +400,13 @@ def _say_step(step: dict[str, Any]) -> None:
 
 async def _ceilings(database_url: str, report: dict[str, Any], seconds: float) -> None:
     inserts = await durable_inserts_per_s(database_url, seconds)
+    one_by_one = await store_offers_per_s(database_url, seconds, at_once=1)
+    grouped = await store_offers_per_s(database_url, seconds, at_once=_OFFERS_AT_ONCE)
     echoes = await echo_messages_per_s(seconds=seconds)
     report["ceilings"] = {
         "asyncpg_durable_inserts_per_s": round(inserts, 1),
+        "store_offers_one_at_a_time_per_s": round(one_by_one, 1),
+        f"store_offers_{_OFFERS_AT_ONCE}_at_once_per_s": round(grouped, 1),
         "websockets_echo_messages_per_s": round(echoes, 1),
     }
     best = max(
@@ -511,20 +521,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         async def everything() -> dict[str, Any]:
             await _wait_ready(url, service)
-            report = await _run(args, url, secret, report_extra)
-            if not args.no_ceilings:
-                await _ceilings(servers.database_url, report, args.ceiling_seconds)
-            return report
+            return await _run(args, url, secret, report_extra)
 
         report = uvloop.run(everything())
+        # the ceilings write orders of their own: stop the service first, or
+        # its dispatcher would offer them too
+        _stop(service)
+        if not args.no_ceilings:
+            uvloop.run(_ceilings(servers.database_url, report, args.ceiling_seconds))
     finally:
         if service is not None:
-            service.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                service.wait(30)
+            _stop(service)
         servers.stop()
         shutil.rmtree(folder, ignore_errors=True)
     return _finish(report, args)
+
+
+def _stop(service: subprocess.Popen[bytes]) -> None:
+    if service.poll() is None:
+        service.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            service.wait(30)
 
 
 def _finish(report: dict[str, Any], args: argparse.Namespace) -> int:

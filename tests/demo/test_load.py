@@ -77,4 +77,6 @@ def test_tiny_load_run_writes_a_report_of_the_expected_shape(
     assert {"postgres", "solver", "generator"} <= set(step["cpu_ms_per_order"])
     assert report["ceilings"]["asyncpg_durable_inserts_per_s"] > 0
     assert report["ceilings"]["websockets_echo_messages_per_s"] > 0
+    assert report["ceilings"]["store_offers_one_at_a_time_per_s"] > 0
+    assert report["ceilings"]["store_offers_50_at_once_per_s"] > 0
     assert plot_path.stat().st_size > 0
