@@ -2,9 +2,11 @@
 
 The same figures come out of every policy: orders served in their window,
 lateness, emergency response times, travel per visit, utilisation,
-continuity of care, offers per order and escalations. The hindsight plan
-(:func:`hindsight`) gives the figures a plan made with every order known in
-advance reaches: a bound no online policy can beat.
+continuity of care, offers per order and escalations. The booking lag
+says whether the replay kept up with its clock: a replay that fell behind
+booked its orders late and its other figures are not comparable. The
+hindsight plan (:func:`hindsight`) gives the figures a plan made with every
+order known in advance reaches: a bound no online policy can beat.
 """
 
 from __future__ import annotations
@@ -131,6 +133,9 @@ async def measure(
         ),
         "declines": crew.declines,
         "late_arrivals": crew.late_arrivals,
+        "booking_lag_s_p50": percentile(crew.booking_lag_s, 0.5),
+        "booking_lag_s_p95": percentile(crew.booking_lag_s, 0.95),
+        "booking_lag_s_max": percentile(crew.booking_lag_s, 1.0),
         "wall_s": round(wall_s, 1),
     }
 

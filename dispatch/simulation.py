@@ -63,6 +63,9 @@ class CrewStats:
     accepts: int = 0
     declines: int = 0
     late_arrivals: int = 0
+    #: Simulated seconds from each order's planned booking time to its
+    #: committed booking: how far the replay fell behind its own clock.
+    booking_lag_s: list[float] = field(default_factory=list)
 
 
 class Simulation:
@@ -193,6 +196,8 @@ class Simulation:
                 continue
             self._keys[booking.order.order_id] = planned.key
             self.booked += 1
+            lag = self._clock.now() - planned.booked_at
+            self.stats.booking_lag_s.append(max(0.0, lag.total_seconds()))
 
     async def _answer_offers(self) -> None:
         reader = OutboxReader(self._pool, "sim-crew")

@@ -59,6 +59,8 @@ async def test_tiny_day_replays_under_every_policy(
         assert figures["served_in_window"] > 0
         assert figures["travel_km_per_visit"] > 0
         assert figures["offers_per_order"] > 0
+        lags = [figures[f"booking_lag_s_{q}"] for q in ("p50", "p95", "max")]
+        assert 0 <= lags[0] <= lags[1] <= lags[2]
     assert bound["served_in_window"] >= 1
     assert "travel_saving_vs_greedy_pct" in report["comparison"]
     sim_url = backing.database_url.rsplit("/", 1)[0] + "/homecare_sim"
