@@ -32,6 +32,18 @@ window (what the tail is made of), and the service process's resident
 memory per connection (growth of RSS from before the phones connected to
 after, divided by the phones).
 
+The phones send no keepalive pings (``--phone-pings``): a phone that
+reports every few seconds learns from its acks that the link holds, and the
+service's heartbeat pings only a silent connection. The generators run
+under ``SCHED_BATCH`` (``--no-generators-batch`` to leave them as they
+are): on the reference machine they share two cores with the service, and
+a generator woken by an ack would otherwise take the core from the loop that
+sent it, where real phones would be elsewhere. With 5,000 phones on a
+machine already at a load of 10 to 12, that halved the time the service
+waited for a core (about 70% of the window to 40%) and its p99 location
+ack went from 300-400 ms to 80-150 ms. The time each process waited for a
+core is reported, so the figures say how busy the machine was.
+
 Limitation: the generators, the service, PostgreSQL and Redis share the
 same machine (on the reference machine, two cores), so the figures depend
 on what else runs there; the load average at start and end is recorded.
@@ -646,6 +658,10 @@ async def _load(
         "(accepts), return of the committing call (offers)",
         "connect_all_s": round(connect_s, 1),
         "server_cpu_percent_of_one_core": round(100 * cpu_s / wall_s, 1),
+        # system time is mostly the loopback TCP stack, sends and receives
+        "server_system_cpu_percent_of_one_core": round(
+            100 * (cpu_end.system - cpu_start.system) / wall_s, 1
+        ),
         "generators_cpu_percent_of_one_core": round(
             100 * sum(part["cpu_s"] for part in found) / wall_s, 1
         ),
@@ -797,13 +813,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--phone-pings",
         type=float,
-        default=20.0,
-        help="seconds between a phone's keepalive pings; 0 for none",
+        default=0.0,
+        help="seconds between a phone's keepalive pings; 0 for none (default)",
     )
     parser.add_argument(
         "--generators-batch",
-        action="store_true",
-        help="run the generators under SCHED_BATCH (they do not preempt the service)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the generators under SCHED_BATCH, so they do not preempt the "
+        "service (default: yes)",
     )
     parser.add_argument("--json", type=Path, default=None, help="write results here")
     parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
