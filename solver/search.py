@@ -84,7 +84,8 @@ class SearchStrategy:
             no initial routes are given (``PARALLEL_CHEAPEST_INSERTION``,
             ``LOCAL_CHEAPEST_INSERTION``, ``SAVINGS``, ...).
         ruin_min_visits: Fewest visits one ruin removes.
-        ruin_max_visits: Most visits one ruin removes.
+        ruin_max_visits: Most visits one ruin removes, and never more than
+            a quarter of the visits (see :func:`ruin_max_visits`).
         ruin_max_string: Longest string of consecutive visits removed from
             one route.
         ruin_neighbours: Nearest visits of the ruin's seed whose routes may
@@ -115,6 +116,8 @@ class SearchStrategy:
     # where 15 and 8 gave 3.6 %. Routes of 25 visits (R2, RC2) seem to need
     # longer strings removed at once to leave a local optimum. At 1 s the
     # larger ruin did worse on one seed (6.0 % against 5.4 %), within noise.
+    # The quarter cap keeps the parts of a district (60 visits) at the 15
+    # they were measured with.
     ruin_max_visits: int = 25
     ruin_max_string: int = 12
     ruin_neighbours: int = 20
@@ -126,6 +129,17 @@ class SearchStrategy:
     polish_share: float = 0.5
     first_descent_share: float = 0.3
     ortools_recreate: float = 0.0
+
+
+def ruin_max_visits(strategy: SearchStrategy, num_visits: int) -> int:
+    """Most visits one ruin removes from a model of ``num_visits`` visits.
+
+    ``strategy.ruin_max_visits``, but at most a quarter of the visits and
+    never below ``strategy.ruin_min_visits``: a ruin of nearly half a small
+    problem is a restart, not a move.
+    """
+    quarter = max(strategy.ruin_min_visits, num_visits // 4)
+    return min(strategy.ruin_max_visits, quarter)
 
 
 def search_parameters(strategy: SearchStrategy, time_limit_s: float) -> Any:
@@ -219,7 +233,7 @@ def run_search(
     ruin = StringRemoval(
         model,
         strategy.ruin_min_visits,
-        strategy.ruin_max_visits,
+        ruin_max_visits(strategy, model.index_map.num_visits),
         strategy.ruin_max_string,
         strategy.ruin_neighbours,
         rnd,
