@@ -32,17 +32,18 @@ window (what the tail is made of), and the service process's resident
 memory per connection (growth of RSS from before the phones connected to
 after, divided by the phones).
 
-The phones send no keepalive pings (``--phone-pings``): a phone that
-reports every few seconds learns from its acks that the link holds, and the
-service's heartbeat pings only a silent connection. The generators run
-under ``SCHED_BATCH`` (``--no-generators-batch`` to leave them as they
-are): on the reference machine they share two cores with the service, and
-a generator woken by an ack would otherwise take the core from the loop that
+The phones ping every 20 s as the ``websockets`` library does by default
+(``--phone-pings 0`` for none: at 5,000 phones that made no difference
+measurable on the shared machine). The generators run under
+``SCHED_BATCH`` (``--no-generators-batch`` to leave them as they are): on
+the reference machine they share two cores with the service, and a
+generator woken by an ack would otherwise take the core from the loop that
 sent it, where real phones would be elsewhere. With 5,000 phones on a
-machine already at a load of 10 to 12, that halved the time the service
-waited for a core (about 70% of the window to 40%) and its p99 location
-ack went from 300-400 ms to 80-150 ms. The time each process waited for a
-core is reported, so the figures say how busy the machine was.
+machine already at a load of 10 to 12 (and no phone pings), that cut the
+time the service waited for a core from 63-75% of the window to 37-47%,
+and its p99 location ack from 289-409 ms to 82-149 ms. The time each
+process waited for a core is reported, so the figures say how busy the
+machine was.
 
 Limitation: the generators, the service, PostgreSQL and Redis share the
 same machine (on the reference machine, two cores), so the figures depend
@@ -813,8 +814,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--phone-pings",
         type=float,
-        default=0.0,
-        help="seconds between a phone's keepalive pings; 0 for none (default)",
+        default=20.0,
+        help="seconds between a phone's keepalive pings; 0 for none",
     )
     parser.add_argument(
         "--generators-batch",
