@@ -121,6 +121,10 @@ class GroupCommit(Generic[W, R]):
             group = self._next_group()
             while group:
                 group = await self._commit_groups(group)
+                if not group:
+                    # writes that came while the connection went back found
+                    # this commit still counted and started none of their own
+                    group = self._next_group()
         finally:
             self._committing -= 1
 

@@ -491,3 +491,21 @@ async def test_groups_keep_each_orders_lists_and_offers_apart(
         ["cg-2"],
         ["cg-2"],
     ]
+
+
+async def test_a_write_queued_while_the_connection_goes_back_is_committed(
+    clean: asyncpg.Pool,
+) -> None:
+    """One writer at a time: each write arrives as the last commit hands back.
+
+    The commit answers its caller before it gives its connection back to the
+    pool, so the caller's next write lands while that commit still counts
+    as running; it must not be left waiting for a commit that has ended.
+    """
+    commits = GroupCommit[int, tuple[int, int]](
+        clean, _where_committed, lambda k: k, name="tests", max_commits=1
+    )
+
+    async with asyncio.timeout(10):
+        for k in range(20):
+            await commits.submit(k)
