@@ -174,6 +174,10 @@ class Session:
                 return await future
         finally:
             self._waiting.pop(message_id, None)
+            if future.done() and not future.cancelled():
+                # the reader may have failed it as the connection closed
+                # while the send was raising: the caller has that error
+                future.exception()
 
     async def next(
         self, kind: str | None = None, timeout_s: float = _TIMEOUT_S
