@@ -56,6 +56,7 @@ class ConsoleFeed:
 
     name = "console"
     schema: object = ConsoleRequest
+    listens = True  # operators watch; the browser cannot send pings
 
     def __init__(self, edge: Edge, live: LiveState, *, interval_s: float = 2.0):
         self._edge = edge

@@ -79,6 +79,7 @@ class Gateway:
 
     name = "caregiver"
     schema: object = PhoneRequest
+    listens = False
 
     def __init__(self, edge: Edge, locations: LocationBatcher, live: LiveState):
         self._edge = edge

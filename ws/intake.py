@@ -122,6 +122,7 @@ class Intake:
 
     name = "intake"
     schema: object = IntakeRequest
+    listens = False
 
     def __init__(
         self, edge: Edge, rules: Mapping[AlarmKind, AlarmRule] = DEFAULT_ALARM_RULES

@@ -84,6 +84,9 @@ class Endpoint(Protocol):
 
     name: str
     schema: object
+    #: The client only listens (the console feed): the idle timeout does not
+    #: apply, and the heartbeat alone closes a link that went dead.
+    listens: bool
 
     async def opened(self, connection: Connection, request: web.Request) -> None:
         """The connection was accepted; may send a first message."""
@@ -129,6 +132,7 @@ async def serve(
         max_msg_size=limits.hard_max_message_bytes,
         compress=False,  # a deflate context costs ~100 KiB per connection
         decode_text=False,  # UTF-8 is checked by the protocol, not the reader
+        autoping=False,  # a client's keepalive ping counts as activity
     )
     await ws.prepare(request)
     connection = Connection(
@@ -166,16 +170,20 @@ async def serve(
         )
         edge.spawn(_refuse(connection, error))
 
-    watch = _IdleWatch(loop, limits.idle_timeout_s, idle)
+    watch = _IdleWatch(loop, limits.idle_timeout_s, idle, watching=not endpoint.listens)
     try:
         await endpoint.opened(connection, request)
         while not ws.closed:
             # no timeout on the read itself: a timeout per message is a
             # timer and a context per message, most of the cost of a read
             frame = await ws.receive()
+            if frame.type is WSMsgType.PONG:
+                continue  # our heartbeat answered: the link lives, nothing more
             watch.last = loop.time()
             if frame.type is WSMsgType.TEXT:
                 await _answer(connection, endpoint, frame.data, limits)
+            elif frame.type is WSMsgType.PING:
+                await ws.pong(frame.data)
             elif frame.type is WSMsgType.BINARY:
                 await _refuse_frame(
                     connection,
@@ -207,9 +215,10 @@ async def serve(
 class _IdleWatch:
     """Calls ``expire`` once nothing was received for ``timeout_s``.
 
-    Readers set :attr:`last` on every frame; the one timer is moved only
+    Readers set :attr:`last` on every frame the client sent of its own
+    accord (a message or a keepalive ping); the one timer is moved only
     when it fires, so a connection costs a timer per idle period, not one
-    per message.
+    per message. With ``watching`` false it never fires.
     """
 
     def __init__(
@@ -217,13 +226,15 @@ class _IdleWatch:
         loop: asyncio.AbstractEventLoop,
         timeout_s: float,
         expire: Callable[[], None],
+        *,
+        watching: bool = True,
     ) -> None:
         self.last = loop.time()
         self._loop = loop
         self._timeout_s = timeout_s
         self._expire = expire
-        self._timer: asyncio.TimerHandle | None = loop.call_at(
-            self.last + timeout_s, self._check
+        self._timer: asyncio.TimerHandle | None = (
+            loop.call_at(self.last + timeout_s, self._check) if watching else None
         )
 
     def _check(self) -> None:

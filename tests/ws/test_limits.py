@@ -147,6 +147,49 @@ async def test_idle_connection_is_closed(node: Node, key_prefix: str) -> None:
         await drop_keys(node.redis, key_prefix)
 
 
+async def test_keepalive_pings_keep_a_quiet_phone_connected(
+    node: Node, key_prefix: str
+) -> None:
+    """A phone that only listens but pings stays past the idle timeout."""
+    running = await start_gateway(node, key_prefix, Limits(idle_timeout_s=0.4))
+    try:
+        session = await Session.open(
+            running.phone_url,
+            running.token(ActorRole.CAREGIVER, "cg-1"),
+            ping_interval_s=0.1,
+        )
+        await session.request("hello")
+        await asyncio.sleep(1.2)
+        ack = await session.request("duty", duty="on_shift")
+        assert ack["type"] == "ack"
+        await session.close()
+    finally:
+        await running.runner.cleanup()
+        await drop_keys(node.redis, key_prefix)
+
+
+async def test_console_feed_listens_past_the_idle_timeout(
+    node: Node, key_prefix: str
+) -> None:
+    """The operators' feed takes no messages, so silence does not close it."""
+    running = await start_gateway(node, key_prefix, Limits(idle_timeout_s=0.3))
+    try:
+        console = await Session.open(
+            running.console_url,
+            running.token(ActorRole.OPERATOR, "op-1"),
+            ping_interval_s=None,  # as a browser: it can only answer pings
+        )
+        await console.next("snapshot")
+        await asyncio.sleep(1.0)
+        order = await book(node)
+        event = await console.next("order_event", timeout_s=2.0)
+        assert event["event"]["order_id"] == order.order_id
+        await console.close()
+    finally:
+        await running.runner.cleanup()
+        await drop_keys(node.redis, key_prefix)
+
+
 async def test_expiring_token_closes_the_connection(gateway: Gateway) -> None:
     """When the token expires the phone is told and disconnected (4401)."""
     node = gateway.node
