@@ -86,6 +86,9 @@ _HOLDING = frozenset({OrderStatus.OFFERED, OrderStatus.ACCEPTED, OrderStatus.EN_
 # door-to-door seconds per metre of straight line: detour 1.3 at 4.2 m/s
 _SECONDS_PER_M = 1.3 / 4.2
 
+#: Most offers a dispatcher commits side by side.
+_PLACED_TOGETHER = 64
+
 SolveFn = Callable[[Problem, SolveOptions], Plan]
 
 
@@ -326,27 +329,36 @@ class Dispatcher:
         finally:
             self._seen_live = None
         touched, self._touched = self._touched, set()
-        for caregiver_id in sorted(touched):
-            try:
-                await self.send_route(caregiver_id)
-            except Exception:
-                logger.exception("plan not sent", extra={"caregiver_id": caregiver_id})
+        await self._send_routes(sorted(touched))
 
     async def _react_all(self, changed: Sequence[Order]) -> None:
+        placing: list[Order] = []
         for order in changed:
             if self._regions is not None and order.region_id not in self._regions:
                 continue
             known = self._state.orders.get(order.order_id)
             if known is not None and known.version >= order.version:
                 continue
-            try:
-                await self._react(order)
-            except Exception:
-                # one order's trouble must not stop dispatching the others
-                logger.exception(
-                    "reaction to an order change failed",
-                    extra={"order_id": order.order_id},
-                )
+            if _placed_alongside(order):
+                placing.append(order)
+            else:
+                await self._react_safely(order)
+        # Each placement takes its place in memory before its offer commits,
+        # so routine orders are placed one after another but their offers
+        # commit together, in one group (db.groupcommit).
+        for start in range(0, len(placing), _PLACED_TOGETHER):
+            chunk = placing[start : start + _PLACED_TOGETHER]
+            await asyncio.gather(*(self._react_safely(o) for o in chunk))
+
+    async def _react_safely(self, order: Order) -> None:
+        try:
+            await self._react(order)
+        except Exception:
+            # one order's trouble must not stop dispatching the others
+            logger.exception(
+                "reaction to an order change failed",
+                extra={"order_id": order.order_id},
+            )
 
     async def _react(self, order: Order) -> None:
         self._absorb(order)
@@ -456,21 +468,40 @@ class Dispatcher:
             load=len(route),
             skills=order.skills,
         )
+        if overrides_plan:
+            route[:] = [
+                o
+                for o in route
+                if o in self._state.orders
+                and self._state.orders[o].status is not OrderStatus.BOOKED
+            ]
+        await self._offer_in_place(order, best.caregiver_id, best.position, body)
+
+    async def _offer_in_place(
+        self, order: Order, caregiver_id: str, position: int, body: dict[str, Any]
+    ) -> Order | None:
+        """Offer ``order`` at ``position`` of a caregiver's route.
+
+        The place is taken in memory before the offer commits, so orders
+        placed while it commits are placed around it; it is given up again
+        if the offer is refused.
+        """
+        state = self._state
+        _take_out(state.routes, order.order_id)
+        route = state.routes.setdefault(caregiver_id, [])
+        planned = [o for o in route if o in state.orders]
+        route.insert(_position_among(position, planned, state.orders), order.order_id)
         offered = await self._offer(
-            order, best.caregiver_id, body, self.policy.offer_timeout
+            order, caregiver_id, body, self.policy.offer_timeout
         )
-        if offered is not None:
-            _take_out(self._state.routes, order.order_id)
-            if overrides_plan:
-                route[:] = [
-                    o
-                    for o in route
-                    if o in self._state.orders
-                    and self._state.orders[o].status is not OrderStatus.BOOKED
-                ]
-            planned = [o for o in route if self._state.orders.get(o) is not None]
-            position = _position_among(best.position, planned, self._state.orders)
-            route.insert(position, order.order_id)
+        if offered is None:
+            current = state.orders.get(order.order_id)
+            holder = (
+                current.offer_provider_id or current.provider_id if current else None
+            )
+            if holder != caregiver_id and order.order_id in route:
+                route.remove(order.order_id)
+        return offered
 
     def _nearest_first(
         self, result: InsertionResult, visit: Visit, routes: Sequence[CurrentRoute]
@@ -832,6 +863,19 @@ class Dispatcher:
             )
         return routes
 
+    async def _send_routes(self, caregiver_ids: Sequence[str]) -> None:
+        """Send several caregivers their routes, side by side."""
+        results = await asyncio.gather(
+            *(self.send_route(c) for c in caregiver_ids), return_exceptions=True
+        )
+        for caregiver_id, result in zip(caregiver_ids, results, strict=True):
+            if isinstance(result, Exception):
+                logger.error(
+                    "plan not sent",
+                    exc_info=result,
+                    extra={"caregiver_id": caregiver_id},
+                )
+
     async def send_route(self, caregiver_id: str) -> None:
         """Send a caregiver the visits they hold, in order, with planned times."""
         shift = self._state.shifts.get(caregiver_id)
@@ -901,37 +945,36 @@ class Dispatcher:
             and state.orders[o].window.earliest
             <= now + (self.policy.commit_ahead or timedelta())
         ]
-        for order, caregiver_id in due:
-            state.tentative.pop(order.order_id, None)
-            _take_out(state.routes, order.order_id)
-            routes = [
-                r
-                for r in self._free(await self._routes(order.region_id, now))
-                if r.caregiver.caregiver_id == caregiver_id
-            ]
-            result = InsertionIndex(state.travel.matrix, routes).rank(
-                self._visit(order)
-            )
-            if not result.insertions:
-                await self.dispatch(order.order_id)
-                continue
-            best = result.insertions[0]
-            body = explain(
-                result,
-                best,
-                state.origin,
-                load=len(state.routes.get(caregiver_id, [])),
-                skills=order.skills,
-            )
-            body["re_optimised"] = True
-            if await self._offer(order, caregiver_id, body, self.policy.offer_timeout):
-                _take_out(state.routes, order.order_id)
-                route = state.routes.setdefault(caregiver_id, [])
-                planned = [o for o in route if o in state.orders]
-                route.insert(
-                    _position_among(best.position, planned, state.orders),
-                    order.order_id,
-                )
+        for start in range(0, len(due), _PLACED_TOGETHER):
+            chunk = due[start : start + _PLACED_TOGETHER]
+            await asyncio.gather(*(self._commit_planned(o, c, now) for o, c in chunk))
+
+    async def _commit_planned(
+        self, order: Order, caregiver_id: str, now: datetime
+    ) -> None:
+        """Offer a planned order to its planned caregiver, or place it anew."""
+        state = self._state
+        state.tentative.pop(order.order_id, None)
+        _take_out(state.routes, order.order_id)
+        routes = [
+            r
+            for r in self._free(await self._routes(order.region_id, now))
+            if r.caregiver.caregiver_id == caregiver_id
+        ]
+        result = InsertionIndex(state.travel.matrix, routes).rank(self._visit(order))
+        if not result.insertions:
+            await self.dispatch(order.order_id)
+            return
+        best = result.insertions[0]
+        body = explain(
+            result,
+            best,
+            state.origin,
+            load=len(state.routes.get(caregiver_id, [])),
+            skills=order.skills,
+        )
+        body["re_optimised"] = True
+        await self._offer_in_place(order, caregiver_id, best.position, body)
 
     async def reoptimise(self, region_id: str) -> Plan | None:
         """Solve one region again and turn the differences into offers.
@@ -1000,6 +1043,7 @@ class Dispatcher:
         now = self._clock.now()
         for order_id in booked:
             state.tentative.pop(order_id, None)
+        offers: list[tuple[Order, str, dict[str, Any]]] = []
         for route in plan.routes:
             sequence = [v.visit_id for v in route.visits]
             for position, visit in enumerate(route.visits):
@@ -1022,9 +1066,13 @@ class Dispatcher:
                     "skills_matched": sorted(order.skills),
                     "load": len(sequence),
                 }
-                await self._offer(
-                    order, route.caregiver_id, explanation, self.policy.offer_timeout
-                )
+                offers.append((order, route.caregiver_id, explanation))
+        timeout = self.policy.offer_timeout
+        for start in range(0, len(offers), _PLACED_TOGETHER):
+            chunk = offers[start : start + _PLACED_TOGETHER]
+            await asyncio.gather(*(self._offer(*offer, timeout) for offer in chunk))
+        for route in plan.routes:
+            sequence = [v.visit_id for v in route.visits]
             # Visits planned beyond the commit horizon stay in the route, so
             # the fast path places new orders around them.
             kept = [o for o in sequence if o in state.orders]
@@ -1037,7 +1085,7 @@ class Dispatcher:
                 and state.orders[o].status is not OrderStatus.BOOKED
             ]
             state.routes[route.caregiver_id] = kept + extra
-            await self.send_route(route.caregiver_id)
+        await self._send_routes([route.caregiver_id for route in plan.routes])
         for caregiver_id, held in state.routes.items():
             held[:] = [
                 o
@@ -1060,6 +1108,19 @@ def _position_among(position: int, planned: list[str], orders: dict[str, Order])
     """
     at_door = sum(1 for o in planned if orders[o].status in AT_THE_DOOR)
     return min(len(planned), position + at_door)
+
+
+def _placed_alongside(order: Order) -> bool:
+    """Whether an order's change is a routine placement by the fast path.
+
+    Those may be placed while others' offers commit; emergencies, vendors
+    and everything else are handled one at a time, before them.
+    """
+    return (
+        order.status is OrderStatus.BOOKED
+        and order.priority is not Priority.EMERGENCY
+        and order.provider_kind is ProviderKind.CAREGIVER
+    )
 
 
 def _take_out(routes: dict[str, list[str]], order_id: str) -> None:

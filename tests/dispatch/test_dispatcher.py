@@ -11,6 +11,7 @@ import itertools
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -374,3 +375,71 @@ async def test_emergency_is_offered_while_the_main_reader_is_held_in_a_batch(
         gate.set()
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+async def _book_quietly(harness: Harness, elder_id: str, window: TimeWindow) -> str:
+    """Book without telling the dispatcher, as a batch of the log would."""
+    booking = await harness.store.create(
+        BookingRequest(elder_id, "bp_glucose_check", window),
+        OPERATOR,
+        f"k{next(_KEYS)}",
+    )
+    return booking.order.order_id
+
+
+async def test_orders_of_one_batch_are_placed_in_turn_and_offered_together(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each placement sees the places taken before it; the offers commit at once."""
+    # a 30-minute check starting within 15 minutes: one per caregiver
+    window = TimeWindow(T0 + timedelta(minutes=30), T0 + timedelta(minutes=45))
+    order_ids = [
+        await _book_quietly(harness, elder_id, window)
+        for elder_id in ("el-1", "el-2", "el-3", "el-1")
+    ]
+    in_flight = peak = 0
+    transition = harness.store.transition
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await transition(*args, **kwargs)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(harness.store, "transition", counted)
+    await harness.dispatcher.on_events(order_ids)
+    holders = [await harness.holder(o) for o in order_ids]
+    assert sorted(h for h in holders if h is not None) == ["cg-1", "cg-2", "cg-3"]
+    assert holders.count(None) == 1
+    assert peak == 3
+
+
+async def test_a_refused_offer_gives_its_place_back(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An order cancelled while its offer commits leaves its caregiver free."""
+    window = TimeWindow(T0 + timedelta(minutes=30), T0 + timedelta(minutes=45))
+    cancelled = await _book_quietly(harness, "el-1", window)
+    transition = harness.store.transition
+
+    async def cancelled_first(
+        order_id: str, trigger: Trigger, *a: Any, **k: Any
+    ) -> Any:
+        if order_id == cancelled and trigger is Trigger.OFFER:
+            await transition(order_id, Trigger.CANCEL, OPERATOR, reason="not needed")
+        return await transition(order_id, trigger, *a, **k)
+
+    monkeypatch.setattr(harness.store, "transition", cancelled_first)
+    await harness.dispatcher.on_events([cancelled])
+    assert (await harness.store.get(cancelled)).status is OrderStatus.CANCELLED
+    monkeypatch.undo()
+    later = [
+        await _book_quietly(harness, elder_id, window)
+        for elder_id in ("el-1", "el-2", "el-3")
+    ]
+    await harness.dispatcher.on_events(later)
+    holders = [await harness.holder(o) for o in later]
+    assert sorted(h or "" for h in holders) == ["cg-1", "cg-2", "cg-3"]
