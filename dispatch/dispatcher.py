@@ -345,10 +345,13 @@ class Dispatcher:
                 await self._react_safely(order)
         # Each placement takes its place in memory before its offer commits,
         # so routine orders are placed one after another but their offers
-        # commit together, in one group (db.groupcommit).
+        # commit together, in one group (db.groupcommit). The loop turns
+        # between placements, so intake and phones are heard meanwhile.
         for start in range(0, len(placing), _PLACED_TOGETHER):
-            chunk = placing[start : start + _PLACED_TOGETHER]
-            await asyncio.gather(*(self._react_safely(o) for o in chunk))
+            async with asyncio.TaskGroup() as group:
+                for order in placing[start : start + _PLACED_TOGETHER]:
+                    group.create_task(self._react_safely(order))
+                    await asyncio.sleep(0)
 
     async def _react_safely(self, order: Order) -> None:
         try:

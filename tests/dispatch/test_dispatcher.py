@@ -443,3 +443,37 @@ async def test_a_refused_offer_gives_its_place_back(
     await harness.dispatcher.on_events(later)
     holders = [await harness.holder(o) for o in later]
     assert sorted(h or "" for h in holders) == ["cg-1", "cg-2", "cg-3"]
+
+
+async def test_the_loop_turns_between_placements_of_one_batch(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Intake and phones are heard between placements, not after a whole batch."""
+    window = TimeWindow(T0 + timedelta(minutes=30), T0 + timedelta(minutes=45))
+    order_ids = [
+        await _book_quietly(harness, elder_id, window)
+        for elder_id in ("el-1", "el-2", "el-3")
+    ]
+    turns = 0
+
+    async def count_turns() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    seen: list[int] = []
+    offer_in_place = harness.dispatcher._offer_in_place
+
+    async def noted(*args: Any, **kwargs: Any) -> Any:
+        seen.append(turns)
+        return await offer_in_place(*args, **kwargs)
+
+    monkeypatch.setattr(harness.dispatcher, "_offer_in_place", noted)
+    counter = asyncio.create_task(count_turns())
+    try:
+        await harness.dispatcher.on_events(order_ids)
+    finally:
+        counter.cancel()
+    assert len(seen) == 3
+    assert seen[0] < seen[1] < seen[2]
