@@ -29,6 +29,29 @@ def test_nursing_visit_is_served_by_moving_a_bath_to_the_aide() -> None:
     assert sequences == {"nurse": ["wound"], "aide": ["bath"]}
 
 
+def test_a_chain_of_two_moves_makes_room_for_a_nursing_visit() -> None:
+    """The bath goes to the aide, whose meal goes to the cook.
+
+    Only the nurse may make the wound visit, so emptying the routes of
+    those who could serve it (the ruin) cannot help; moving one visit on
+    from the route its bath needs can.
+    """
+    aide = Caregiver("aide", 0, 0, 0, 3600, frozenset({"personal_care", "cooking"}))
+    cook = Caregiver("cook", 0, 0, 0, 3600, frozenset({"cooking"}))
+    meal = Visit("meal", 3, 0, 3600, 2000, frozenset({"cooking"}))
+    problem = Problem(
+        travel_matrix([[0 if a == b else 100 for b in range(4)] for a in range(4)]),
+        (NURSE, aide, cook),
+        (BATH, WOUND, meal),
+    )
+    sequences = {"nurse": ["bath"], "aide": ["meal"], "cook": []}
+
+    served = refill(problem, sequences, time.monotonic() + 60, seed=1, max_attempts=20)
+
+    assert served == 1
+    assert sequences == {"nurse": ["wound"], "aide": ["bath"], "cook": ["meal"]}
+
+
 def test_nothing_changes_when_nothing_is_left_out() -> None:
     """A plan serving every visit comes back as it was."""
     sequences = {"nurse": ["wound"], "aide": ["bath"]}
