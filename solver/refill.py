@@ -18,10 +18,10 @@ general visits that an aide could make, with the aide's day full too,
 stays left out. Before ruining, each left-out visit first tries an
 ejection chain: one visit of a route near it makes way and moves to
 another route, and if none has room, a visit there moves on in turn
-(two moves at most, :data:`EJECTION_DEPTH`). The cheapest chain is kept
-if it costs less than leaving the visit out. On the generated
-1,600-visit districts this served 6 more visits on one of the two days
-(1,568 against 1,562, where VROOM serves 1,568).
+(three moves at most, :data:`EJECTION_DEPTH`). The cheapest chain is
+kept if it costs less than leaving the visit out. On the generated
+1,600-visit district-1 this served 1,573 and 1,574 visits in two runs,
+against 1,561 and 1,562 without it (VROOM 1,568 to 1,571).
 
 Moves are priced with :class:`~solver.insertion.InsertionIndex`, which
 refreshes only the routes a move changes, so one attempt costs about a
@@ -64,9 +64,9 @@ EJECTION_HOSTS = 12
 """Routes allowed to serve a left-out visit, nearest first, that an ejection
 tries to free a place in."""
 
-EJECTION_DEPTH = 2
-"""Most visits an ejection moves on: the one ejected, and one more that makes
-room for it."""
+EJECTION_DEPTH = 3
+"""Most visits an ejection moves on: the one ejected, and up to two more that
+make room for it in turn."""
 
 ATTEMPTS_PER_VISIT = 200
 """Attempts per left-out visit when the solve has a solution limit (so the

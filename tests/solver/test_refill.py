@@ -52,6 +52,31 @@ def test_a_chain_of_two_moves_makes_room_for_a_nursing_visit() -> None:
     assert sequences == {"nurse": ["wound"], "aide": ["bath"], "cook": ["meal"]}
 
 
+def test_a_chain_of_three_moves_is_found_too() -> None:
+    """Bath to the aide, meal to the cook, sweeping to the cleaner."""
+    aide = Caregiver("aide", 0, 0, 0, 3600, frozenset({"personal_care", "cooking"}))
+    cook = Caregiver("cook", 0, 0, 0, 3600, frozenset({"cooking", "cleaning"}))
+    cleaner = Caregiver("cleaner", 0, 0, 0, 3600, frozenset({"cleaning"}))
+    meal = Visit("meal", 3, 0, 3600, 2000, frozenset({"cooking"}))
+    sweep = Visit("sweep", 4, 0, 3600, 2000, frozenset({"cleaning"}))
+    problem = Problem(
+        travel_matrix([[0 if a == b else 100 for b in range(5)] for a in range(5)]),
+        (NURSE, aide, cook, cleaner),
+        (BATH, WOUND, meal, sweep),
+    )
+    sequences = {"nurse": ["bath"], "aide": ["meal"], "cook": ["sweep"], "cleaner": []}
+
+    served = refill(problem, sequences, time.monotonic() + 60, seed=1, max_attempts=20)
+
+    assert served == 1
+    assert sequences == {
+        "nurse": ["wound"],
+        "aide": ["bath"],
+        "cook": ["meal"],
+        "cleaner": ["sweep"],
+    }
+
+
 def test_nothing_changes_when_nothing_is_left_out() -> None:
     """A plan serving every visit comes back as it was."""
     sequences = {"nurse": ["wound"], "aide": ["bath"]}
