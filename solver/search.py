@@ -192,6 +192,14 @@ def _descend(
     if routes is None:
         return routing.SolveWithParameters(params)
     indices = [[index_map.index_of_node(n) for n in r] for r in routes]
+    # OR-Tools would refuse these too, but log an error line for each; the
+    # caller salvages the routes either way.
+    if any(
+        not routing.VehicleVar(i).Contains(vehicle)
+        for vehicle, route in enumerate(indices)
+        for i in route
+    ):
+        return None
     initial = routing.ReadAssignmentFromRoutes(indices, True)
     if initial is None:
         return None

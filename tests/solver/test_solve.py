@@ -229,6 +229,28 @@ def test_stale_warm_start_keeps_what_still_fits_with_each_caregiver() -> None:
         assert len(route.visit_ids) == 1
 
 
+def test_warm_start_with_a_visit_its_caregiver_may_no_longer_make(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The visit moves to a caregiver who may make it, and nothing is logged."""
+    visits = tuple(_visit(f"v{k}", k, skills=frozenset({"bath"})) for k in range(1, 5))
+    bob = _caregiver("bob", start_location=4, end_location=4)
+    first = solve(Problem(LINE, (_caregiver("ann"), bob), visits), OPTIONS)
+    assert first.route_of("bob") is not None
+    assert first.route_of("bob").visit_ids  # type: ignore[union-attr]
+    # Bob no longer holds the skill every visit needs.
+    unskilled = replace(bob, skills=frozenset({"cooking"}))
+
+    again = solve(
+        Problem(LINE, (_caregiver("ann"), unskilled), visits),
+        replace(OPTIONS, warm_start=first),
+    )
+
+    assert again.route_of("bob").visit_ids == ()  # type: ignore[union-attr]
+    assert sorted(again.route_of("ann").visit_ids) == ["v1", "v2", "v3", "v4"]  # type: ignore[union-attr]
+    assert "not allowed" not in capfd.readouterr().err
+
+
 def test_same_seed_and_solution_limit_give_the_same_plan() -> None:
     """The solver is deterministic for a seed with a solution limit."""
     problem = Problem(
