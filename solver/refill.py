@@ -172,6 +172,7 @@ def refill(
     penalty = [weights.left_out_cost(v) for v in visits]
     rnd = random.Random(seed)
     served, attempts = 0, 0
+    ejections = _Ejections(problem, index, position_of, near, route_of, own_kind)
     # A target whose ejections all fail keeps failing until a route changes.
     ejected_in_vain: set[int] = set()
     while left and time.monotonic() < deadline:
@@ -187,9 +188,7 @@ def refill(
         target = pool[rnd.randrange(len(pool))]
         if target not in ejected_in_vain:
             ejected_in_vain.add(target)
-            chain = _ejection(
-                problem, index, position_of, near, route_of, own_kind, target
-            )
+            chain = ejections.serving(target)
             if chain is not None:
                 for r, changed in chain.routes:
                     index.replace(r, changed)
@@ -300,130 +299,105 @@ class _Chain:
     routes: tuple[tuple[int, tuple[Visit, ...]], ...]
 
 
-def _ejection(
-    problem: Problem,
-    index: InsertionIndex,
-    position_of: dict[str, int],
-    near: Sequence[Sequence[int]],
-    route_of: dict[int, int],
-    own_kind: Sequence[set[int]] | None,
-    target: int,
-) -> _Chain | None:
-    """The cheapest ejection chain that serves ``target`` and pays, if any.
+@dataclass(frozen=True, slots=True)
+class _Ejections:
+    """Ejection chains over the routes as ``index`` holds them; changes nothing."""
 
-    In a route near ``target`` whose caregiver may serve it, one visit makes
-    way for ``target`` and moves to another route (a caregiver with no more
-    skills than it needs first); if no route has room for it, a visit of a
-    route near it moves on in turn. Changes nothing.
-    """
-    visits, caregivers = problem.visits, problem.caregivers
-    visit = visits[target]
-    hosts: list[int] = []
-    for m in near[target]:
-        r = route_of.get(m)
-        if r is not None and r not in hosts and is_allowed(caregivers[r], visit):
-            hosts.append(r)
-            if len(hosts) == EJECTION_HOSTS:
-                break
+    problem: Problem
+    index: InsertionIndex
+    position_of: dict[str, int]
+    near: Sequence[Sequence[int]]
+    route_of: dict[int, int]
+    own_kind: Sequence[set[int]] | None
 
-    best: _Chain | None = None
-    for r in hosts:
-        route = index.routes[r].visits
-        before = _route_cost(problem.travel_s, problem.weights, index.routes[r])
-        for k, ejected in enumerate(route):
-            if ejected.pinned_caregiver_id is not None:
-                continue
-            host = _inserted(index, r, route[:k] + route[k + 1 :], visit)
-            if host is None:
-                continue
-            added = _cost(problem, index, r, host) - before
-            if best is not None and added >= best.added:
-                continue
-            rest = _moved(
-                problem,
-                index,
-                position_of,
-                near,
-                route_of,
-                own_kind,
-                position_of[ejected.visit_id],
-                {r},
-                EJECTION_DEPTH - 1,
-            )
-            if rest is not None and (best is None or added + rest.added < best.added):
-                best = _Chain(added + rest.added, ((r, host), *rest.routes))
-    if best is None or best.added >= problem.weights.left_out_cost(visit):
-        return None
-    return best
+    def serving(self, target: int) -> _Chain | None:
+        """The cheapest chain that serves ``target`` and pays, if any.
 
+        In a route near ``target`` whose caregiver may serve it, one visit
+        makes way for ``target`` and moves to another route (a caregiver
+        with no more skills than it needs first); if no route has room for
+        it, a visit of a route near it moves on in turn.
+        """
+        caregivers = self.problem.caregivers
+        visit = self.problem.visits[target]
+        hosts: list[int] = []
+        for m in self.near[target]:
+            r = self.route_of.get(m)
+            if r is not None and r not in hosts and is_allowed(caregivers[r], visit):
+                hosts.append(r)
+                if len(hosts) == EJECTION_HOSTS:
+                    break
+        best = self._making_room(target, hosts, set(), EJECTION_DEPTH)
+        if best is None or best.added >= self.problem.weights.left_out_cost(visit):
+            return None
+        return best
 
-def _moved(
-    problem: Problem,
-    index: InsertionIndex,
-    position_of: dict[str, int],
-    near: Sequence[Sequence[int]],
-    route_of: dict[int, int],
-    own_kind: Sequence[set[int]] | None,
-    moving: int,
-    excluded: set[int],
-    depth: int,
-) -> _Chain | None:
-    """The cheapest way to put ``moving`` in a route not in ``excluded``.
+    def _moved(self, moving: int, excluded: set[int], depth: int) -> _Chain | None:
+        """The cheapest way to put ``moving`` in a route not in ``excluded``.
 
-    Its cheapest place among the routes near it (those of caregivers with no
-    more skills than it needs first), then among all routes; failing that,
-    while ``depth`` allows, a visit of a route near it that may serve it
-    moves on to make room. Changes nothing.
-    """
-    visits, caregivers = problem.visits, problem.caregivers
-    visit = visits[moving]
-    candidates = {route_of[m] for m in near[moving][:NEIGHBOURS] if m in route_of}
-    candidates -= excluded
-    place = None
-    if own_kind is not None:
-        place = index.cheapest(visit, candidates & own_kind[moving])
-    place = place or index.cheapest(visit, candidates)
-    if place is None:
-        others = [r for r in range(len(caregivers)) if r not in excluded]
-        place = index.cheapest(visit, others)
-    if place is not None:
-        r, at = place
-        route = index.routes[r].visits
-        moved = (*route[:at], visit, *route[at:])
-        added = _cost(problem, index, r, moved) - _cost(problem, index, r, route)
-        return _Chain(added, ((r, moved),))
-    if depth == 0:
-        return None
+        Its cheapest place among the routes near it (those of caregivers
+        with no more skills than it needs first), then among all routes;
+        failing that, while ``depth`` allows, a visit of a route near it
+        that may serve it moves on to make room.
+        """
+        index, caregivers = self.index, self.problem.caregivers
+        visit = self.problem.visits[moving]
+        candidates = {
+            self.route_of[m]
+            for m in self.near[moving][:NEIGHBOURS]
+            if m in self.route_of
+        }
+        candidates -= excluded
+        place = None
+        if self.own_kind is not None:
+            place = index.cheapest(visit, candidates & self.own_kind[moving])
+        place = place or index.cheapest(visit, candidates)
+        if place is None:
+            others = [r for r in range(len(caregivers)) if r not in excluded]
+            place = index.cheapest(visit, others)
+        if place is not None:
+            r, at = place
+            route = index.routes[r].visits
+            moved = (*route[:at], visit, *route[at:])
+            return _Chain(self._cost(r, moved) - self._cost(r, route), ((r, moved),))
+        if depth == 0:
+            return None
+        hosts = [r for r in sorted(candidates) if is_allowed(caregivers[r], visit)]
+        return self._making_room(moving, hosts, excluded, depth)
 
-    best: _Chain | None = None
-    for r in sorted(candidates):
-        if not is_allowed(caregivers[r], visit):
-            continue
-        route = index.routes[r].visits
-        before = _cost(problem, index, r, route)
-        for k, ejected in enumerate(route):
-            if ejected.pinned_caregiver_id is not None:
-                continue
-            host = _inserted(index, r, route[:k] + route[k + 1 :], visit)
-            if host is None:
-                continue
-            added = _cost(problem, index, r, host) - before
-            if best is not None and added >= best.added:
-                continue
-            rest = _moved(
-                problem,
-                index,
-                position_of,
-                near,
-                route_of,
-                own_kind,
-                position_of[ejected.visit_id],
-                excluded | {r},
-                depth - 1,
-            )
-            if rest is not None and (best is None or added + rest.added < best.added):
-                best = _Chain(added + rest.added, ((r, host), *rest.routes))
-    return best
+    def _making_room(
+        self, moving: int, hosts: Sequence[int], excluded: set[int], depth: int
+    ) -> _Chain | None:
+        """The cheapest chain in which one visit of ``hosts`` makes way."""
+        visit = self.problem.visits[moving]
+        best: _Chain | None = None
+        for r in hosts:
+            route = self.index.routes[r].visits
+            before = self._cost(r, route)
+            for k, ejected in enumerate(route):
+                if ejected.pinned_caregiver_id is not None:
+                    continue
+                host = _inserted(self.index, r, route[:k] + route[k + 1 :], visit)
+                if host is None:
+                    continue
+                added = self._cost(r, host) - before
+                if best is not None and added >= best.added:
+                    continue
+                rest = self._moved(
+                    self.position_of[ejected.visit_id], excluded | {r}, depth - 1
+                )
+                if rest is not None and (
+                    best is None or added + rest.added < best.added
+                ):
+                    best = _Chain(added + rest.added, ((r, host), *rest.routes))
+        return best
+
+    def _cost(self, r: int, route: tuple[Visit, ...]) -> int:
+        """Cost of ``route`` for the caregiver of route ``r``, as the objective."""
+        caregiver = self.index.routes[r].caregiver
+        return _route_cost(
+            self.problem.travel_s, self.problem.weights, CurrentRoute(caregiver, route)
+        )
 
 
 def _inserted(
@@ -438,13 +412,3 @@ def _inserted(
         return None
     at = place[1]
     return (*route[:at], visit, *route[at:])
-
-
-def _cost(
-    problem: Problem, index: InsertionIndex, r: int, route: tuple[Visit, ...]
-) -> int:
-    """Cost of ``route`` for the caregiver of route ``r``, as the objective."""
-    caregiver = index.routes[r].caregiver
-    return _route_cost(
-        problem.travel_s, problem.weights, CurrentRoute(caregiver, route)
-    )
