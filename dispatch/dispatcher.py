@@ -89,6 +89,9 @@ _SECONDS_PER_M = 1.3 / 4.2
 #: Most offers a dispatcher commits side by side.
 _PLACED_TOGETHER = 64
 
+#: Most plans a dispatcher sends side by side (each reads and writes Redis).
+_SENT_TOGETHER = 16
+
 SolveFn = Callable[[Problem, SolveOptions], Plan]
 
 
@@ -867,17 +870,19 @@ class Dispatcher:
         return routes
 
     async def _send_routes(self, caregiver_ids: Sequence[str]) -> None:
-        """Send several caregivers their routes, side by side."""
-        results = await asyncio.gather(
-            *(self.send_route(c) for c in caregiver_ids), return_exceptions=True
-        )
-        for caregiver_id, result in zip(caregiver_ids, results, strict=True):
-            if isinstance(result, Exception):
-                logger.error(
-                    "plan not sent",
-                    exc_info=result,
-                    extra={"caregiver_id": caregiver_id},
-                )
+        """Send several caregivers their routes, a few side by side."""
+        for start in range(0, len(caregiver_ids), _SENT_TOGETHER):
+            chunk = caregiver_ids[start : start + _SENT_TOGETHER]
+            results = await asyncio.gather(
+                *(self.send_route(c) for c in chunk), return_exceptions=True
+            )
+            for caregiver_id, result in zip(chunk, results, strict=True):
+                if isinstance(result, Exception):
+                    logger.error(
+                        "plan not sent",
+                        exc_info=result,
+                        extra={"caregiver_id": caregiver_id},
+                    )
 
     async def send_route(self, caregiver_id: str) -> None:
         """Send a caregiver the visits they hold, in order, with planned times."""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import asyncpg
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from db.directory import upsert_services
 from db.embedded import EmbeddedServers
@@ -38,6 +38,7 @@ __all__ = [
     "NODE",
     "Node",
     "backing_stores",
+    "connect_redis",
     "open_node",
     "raise_open_files_limit",
     "tune_collector",
@@ -46,6 +47,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _REDIS_TIMEOUT_S = 5.0
+_REDIS_CONNECTIONS = 100
 # the kernel's ceiling of a process's open-file limit
 _NR_OPEN = Path("/proc/sys/fs/nr_open")
 
@@ -136,6 +138,24 @@ def backing_stores(settings: Settings) -> Iterator[tuple[str, str]]:
         servers.stop()
 
 
+def connect_redis(redis_url: str, timeout_s: float = _REDIS_TIMEOUT_S) -> Redis:
+    """A client of Redis whose commands wait for a free pooled connection.
+
+    Redis-py's default pool fails a command with "Too many connections"
+    once 100 are in use; a burst (a plan sent to a region's caregivers, a
+    batch of placements) waits for one instead, up to ``timeout_s``.
+    """
+    return Redis.from_pool(
+        BlockingConnectionPool.from_url(
+            redis_url,
+            max_connections=_REDIS_CONNECTIONS,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+        )
+    )
+
+
 @asynccontextmanager
 async def open_node(
     settings: Settings,
@@ -152,11 +172,7 @@ async def open_node(
     raise_open_files_limit()
     tune_collector()
     pool = await connect_pool(database_url, size=settings.db_pool_size)
-    redis: Redis = Redis.from_url(
-        redis_url,
-        socket_timeout=_REDIS_TIMEOUT_S,
-        socket_connect_timeout=_REDIS_TIMEOUT_S,
-    )
+    redis = connect_redis(redis_url)
     try:
         async with pool.acquire() as conn:
             await migrate(conn)

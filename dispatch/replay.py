@@ -38,6 +38,7 @@ from dispatch.catalogue import SEED_SERVICES
 from dispatch.clock import SimulatedClock
 from dispatch.dispatcher import DispatchPolicy
 from dispatch.kpis import hindsight, measure
+from dispatch.node import connect_redis
 from dispatch.simday import DaySpec, SimulatedDay, plan_day
 from dispatch.simulation import Simulation
 
@@ -132,7 +133,7 @@ async def replay(
     creates (and recreates) its own database ``homecare_sim`` there.
     """
     day = plan_day(spec)
-    redis: Redis = Redis.from_url(redis_url, socket_timeout=10)
+    redis = connect_redis(redis_url, timeout_s=10)
     results: dict[str, Any] = {}
     try:
         for name in policies:
