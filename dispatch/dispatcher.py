@@ -36,11 +36,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 
@@ -93,6 +93,8 @@ _PLACED_TOGETHER = 64
 _SENT_TOGETHER = 16
 
 SolveFn = Callable[[Problem, SolveOptions], Plan]
+
+_T = TypeVar("_T")
 
 
 class PlanSink(Protocol):
@@ -350,9 +352,9 @@ class Dispatcher:
         # so routine orders are placed one after another but their offers
         # commit together, in one group (db.groupcommit). The loop turns
         # between placements, so intake and phones are heard meanwhile.
-        for start in range(0, len(placing), _PLACED_TOGETHER):
+        for chunk in _chunks(placing, _PLACED_TOGETHER):
             async with asyncio.TaskGroup() as group:
-                for order in placing[start : start + _PLACED_TOGETHER]:
+                for order in chunk:
                     group.create_task(self._react_safely(order))
                     await asyncio.sleep(0)
 
@@ -871,8 +873,7 @@ class Dispatcher:
 
     async def _send_routes(self, caregiver_ids: Sequence[str]) -> None:
         """Send several caregivers their routes, a few side by side."""
-        for start in range(0, len(caregiver_ids), _SENT_TOGETHER):
-            chunk = caregiver_ids[start : start + _SENT_TOGETHER]
+        for chunk in _chunks(caregiver_ids, _SENT_TOGETHER):
             results = await asyncio.gather(
                 *(self.send_route(c) for c in chunk), return_exceptions=True
             )
@@ -953,8 +954,7 @@ class Dispatcher:
             and state.orders[o].window.earliest
             <= now + (self.policy.commit_ahead or timedelta())
         ]
-        for start in range(0, len(due), _PLACED_TOGETHER):
-            chunk = due[start : start + _PLACED_TOGETHER]
+        for chunk in _chunks(due, _PLACED_TOGETHER):
             await asyncio.gather(*(self._commit_planned(o, c, now) for o, c in chunk))
 
     async def _commit_planned(
@@ -1076,14 +1076,12 @@ class Dispatcher:
                 }
                 offers.append((order, route.caregiver_id, explanation))
         timeout = self.policy.offer_timeout
-        for start in range(0, len(offers), _PLACED_TOGETHER):
-            chunk = offers[start : start + _PLACED_TOGETHER]
+        for chunk in _chunks(offers, _PLACED_TOGETHER):
             await asyncio.gather(*(self._offer(*offer, timeout) for offer in chunk))
         for route in plan.routes:
-            sequence = [v.visit_id for v in route.visits]
             # Visits planned beyond the commit horizon stay in the route, so
             # the fast path places new orders around them.
-            kept = [o for o in sequence if o in state.orders]
+            kept = [v.visit_id for v in route.visits if v.visit_id in state.orders]
             holder_route = state.routes.setdefault(route.caregiver_id, [])
             extra = [
                 o
@@ -1116,6 +1114,12 @@ def _position_among(position: int, planned: list[str], orders: dict[str, Order])
     """
     at_door = sum(1 for o in planned if orders[o].status in AT_THE_DOOR)
     return min(len(planned), position + at_door)
+
+
+def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _placed_alongside(order: Order) -> bool:
